@@ -1,0 +1,99 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "supervisor",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "supervisord", targets: ["supervisord"]),
+        .executable(name: "supervisorctl", targets: ["supervisorctl"]),
+        .executable(name: "demo-app", targets: ["demo-app"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries, each wrapped by one small typed Swift API in SystemBindings.
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // Linux system calls glibc does not wrap (pidfd_open) and SO_PEERCRED.
+        .target(name: "CSupervisorShims"),
+
+        // Typed Swift over libsystemd, libcurl and the Linux process/socket calls.
+        .target(
+            name: "SystemBindings",
+            dependencies: ["CSystemd", "CCurl", "CSupervisorShims"]
+        ),
+
+        // The pure core: config model and validation, decisions. Standard library only.
+        .target(name: "SupervisorCore"),
+
+        // The daemon: adapters (processes, health, proxy, control server) and the runtime.
+        .target(
+            name: "SupervisorDaemon",
+            dependencies: [
+                "SupervisorCore",
+                "SystemBindings",
+                "CSupervisorShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "supervisord",
+            dependencies: [
+                "SupervisorDaemon",
+                "SupervisorCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "supervisorctl",
+            dependencies: [
+                "SupervisorCore",
+                "SystemBindings",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "demo-app",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ]
+        ),
+
+        .testTarget(
+            name: "SupervisorCoreTests",
+            dependencies: ["SupervisorCore"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["SupervisorCore", "SupervisorDaemon", "SystemBindings"]
+        ),
+    ]
+)

@@ -1,0 +1,51 @@
+#ifndef CSUPERVISOR_SHIMS_H
+#define CSUPERVISOR_SHIMS_H
+
+#include <sys/types.h>
+#include <stdint.h>
+
+/* pidfd_open(2): glibc 2.36 declares it, older ones do not; go through syscall. */
+int csup_pidfd_open(pid_t pid);
+
+/* Layout-identical to struct ucred, usable without _GNU_SOURCE. */
+struct csup_ucred {
+    int32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+};
+
+/* SOL_SOCKET / SO_PEERCRED values for use through NIO's socket-option API. */
+static const int CSUP_SOL_SOCKET = 1;
+static const int CSUP_SO_PEERCRED = 17;
+
+/* pidfd_send_signal(2). */
+int csup_pidfd_send_signal(int pidfd, int sig);
+
+/* Wait for and reap the process behind a pidfd (waitid P_PIDFD, WEXITED).
+   Returns 0 and fills code/status (CLD_EXITED etc.), or -1 with errno (ECHILD: not our child). */
+int csup_pidfd_reap(int pidfd, int *code_out, int *status_out);
+
+/* Peer credentials of a connected unix socket (SO_PEERCRED). 0 on success. */
+int csup_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* Whether `uid` (primary group `gid`) is a member of group `group`. 1 yes, 0 no, -1 unknown user. */
+int csup_user_in_group(uid_t uid, gid_t gid, gid_t group);
+
+/*
+ * Start a long-lived child: fork, setsid, chdir, exec with the given argv/envp.
+ * No parent-death signal: the child outlives the supervisor.
+ * Signal mask and dispositions are reset in the child, every fd >= 3 except
+ * those in `keep_fds` (which become 3, 4, ... in order) is closed.
+ * If `listen_pid_slot` is not NULL it points into envp's storage at a
+ * "LISTEN_PID=" entry with room for the digits: the child writes its own pid
+ * there before execve (async-signal-safe work only).
+ * Returns the pid, or -1 with *error_out set to the errno of the failing step
+ * (for exec failures, reported back through a CLOEXEC pipe).
+ */
+pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
+                 const char *working_directory,
+                 const int *keep_fds, int n_keep_fds,
+                 char *listen_pid_slot,
+                 int *error_out);
+
+#endif

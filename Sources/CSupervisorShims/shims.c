@@ -1,0 +1,183 @@
+#define _GNU_SOURCE
+#include "CSupervisorShims.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+int csup_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int csup_pidfd_send_signal(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+int csup_pidfd_reap(int pidfd, int *code_out, int *status_out) {
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    int rc;
+    do {
+        rc = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) return -1;
+    *code_out = info.si_code;
+    *status_out = info.si_status;
+    return 0;
+}
+
+int csup_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        return -1;
+    }
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}
+
+int csup_user_in_group(uid_t uid, gid_t gid, gid_t group) {
+    if (gid == group) return 1;
+    struct passwd pwbuf, *pw = NULL;
+    char buf[4096];
+    if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL) {
+        return -1;
+    }
+    gid_t groups[256];
+    int n = 256;
+    if (getgrouplist(pw->pw_name, gid, groups, &n) < 0) {
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (groups[i] == group) return 1;
+    }
+    return 0;
+}
+
+static void write_pid_digits(char *slot, pid_t pid) {
+    char digits[16];
+    int n = 0;
+    unsigned long value = (unsigned long)pid;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0 && n < 15);
+    for (int i = 0; i < n; i++) {
+        slot[i] = digits[n - 1 - i];
+    }
+    slot[n] = '\0';
+}
+
+/* Child side: only async-signal-safe calls from here to execve. */
+static void child_exec(const char *path, char *const argv[], char *const envp[],
+                       const char *working_directory,
+                       const int *keep_fds, int n_keep_fds,
+                       char *listen_pid_slot, int report_fd) {
+    int err = 0;
+    sigset_t empty;
+    sigemptyset(&empty);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        signal(sig, SIG_DFL);
+    }
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+
+    if (setsid() < 0) { err = errno; goto fail; }
+    if (working_directory != NULL && chdir(working_directory) != 0) { err = errno; goto fail; }
+
+    /* Move kept fds above the range we will fill, then dup them into 3, 4, ... */
+    int high_base = 3 + n_keep_fds + 64;
+    if (report_fd < high_base) {
+        int moved = fcntl(report_fd, F_DUPFD_CLOEXEC, high_base + n_keep_fds);
+        if (moved < 0) { err = errno; goto fail; }
+        report_fd = moved;
+    }
+    int staged[64];
+    if (n_keep_fds > 64) { err = EINVAL; goto fail; }
+    for (int i = 0; i < n_keep_fds; i++) {
+        staged[i] = fcntl(keep_fds[i], F_DUPFD, high_base + i);
+        if (staged[i] < 0) { err = errno; goto fail; }
+    }
+    for (int i = 0; i < n_keep_fds; i++) {
+        if (dup2(staged[i], 3 + i) < 0) { err = errno; goto fail; }
+    }
+    /* Close everything else >= 3 + n_keep_fds except the report pipe (CLOEXEC). */
+    int first_close = 3 + n_keep_fds;
+    for (int fd = first_close; fd < report_fd; fd++) close(fd);
+    if (syscall(SYS_close_range, report_fd + 1, ~0U, 0) != 0) {
+        for (int fd = report_fd + 1; fd < 65536; fd++) close(fd);
+    }
+
+    if (listen_pid_slot != NULL) {
+        write_pid_digits(listen_pid_slot, getpid());
+    }
+    execve(path, argv, envp);
+    err = errno;
+fail:
+    (void)!write(report_fd, &err, sizeof(err));
+    _exit(127);
+}
+
+pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
+                 const char *working_directory,
+                 const int *keep_fds, int n_keep_fds,
+                 char *listen_pid_slot,
+                 int *error_out) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        *error_out = errno;
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        *error_out = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, pipefd[1]);
+    }
+    close(pipefd[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do {
+        n = read(pipefd[0], &child_errno, sizeof(child_errno));
+    } while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == (ssize_t)sizeof(child_errno)) {
+        /* exec failed: reap the child that reported it. */
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        *error_out = child_errno;
+        return -1;
+    }
+    *error_out = 0;
+    return pid;
+}

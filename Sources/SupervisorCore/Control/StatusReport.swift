@@ -1,0 +1,51 @@
+/// What `GET /status` answers and `supervisorctl status` shows.
+public struct StatusReport: Codable, Sendable, Equatable {
+    public var name: String
+    /// `starting`, `running`, `backoff`, `restarting`, `stopping` …
+    public var phase: String
+    /// Same as `phase`; kept for scripts that read `state`.
+    public var state: String
+    public var pid: Int32?
+    public var port: Int?
+    public var binary: String
+    public var sha256: String?
+    public var version: String?
+    /// RFC 3339, when the current instance started.
+    public var startedAt: String?
+    public var uptimeSeconds: Double?
+    public var restarts: Int
+    public var lastExit: String?
+    public var proxy: String
+    public var supervisorPID: Int32
+
+    public init(
+        name: String, phase: String, pid: Int32?, port: Int?, binary: String, sha256: String?,
+        version: String?, startedAt: String?, uptimeSeconds: Double?, restarts: Int,
+        lastExit: String?, proxy: String, supervisorPID: Int32
+    ) {
+        self.name = name
+        self.phase = phase
+        self.state = phase
+        self.pid = pid
+        self.port = port
+        self.binary = binary
+        self.sha256 = sha256
+        self.version = version
+        self.startedAt = startedAt
+        self.uptimeSeconds = uptimeSeconds
+        self.restarts = restarts
+        self.lastExit = lastExit
+        self.proxy = proxy
+        self.supervisorPID = supervisorPID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, phase, state, pid, port, binary, sha256, version
+        case startedAt = "started_at"
+        case uptimeSeconds = "uptime_seconds"
+        case restarts
+        case lastExit = "last_exit"
+        case proxy
+        case supervisorPID = "supervisor_pid"
+    }
+}

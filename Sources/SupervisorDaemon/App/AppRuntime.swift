@@ -1,0 +1,233 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import SupervisorCore
+import SystemBindings
+
+/// Runs the one app instance: feeds events to `AppMachine` and performs the
+/// actions it decides (spawn, health gate, restart timers, stop).
+public actor AppRuntime {
+    public let config: SupervisorConfig
+    private let logger: Logger
+    private let notifier: Notifier
+    private let gate: HealthGate
+    private var machine: AppMachine
+    private var process: ChildProcess?
+    private var processStarted: ContinuousClock.Instant?
+    private var processStartedWall: Double?
+    private var binarySHA256: String?
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
+    private var readyWaiters: [CheckedContinuation<Bool, Never>] = []
+    private var healthTask: Task<Void, Never>?
+
+    public init(config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier()) {
+        self.config = config
+        self.logger = logger
+        self.notifier = notifier
+        self.gate = HealthGate(config: config.health)
+        self.machine = AppMachine()
+    }
+
+    /// Starts the app on the first port.
+    public func start() {
+        binarySHA256 = FileDigest.sha256(path: config.app.binary)
+        handle(.start(port: config.app.ports.first ?? 0))
+    }
+
+    /// Suspends until the app has passed its first health gate, or the runtime stops (false).
+    public func waitUntilReady() async -> Bool {
+        if machine.hasBeenReady { return true }
+        if case .stopped = machine.state { return false }
+        return await withCheckedContinuation { readyWaiters.append($0) }
+    }
+
+    /// Stops the app (stop signal, then SIGKILL after `stop_timeout`) and waits for it.
+    public func stop() async {
+        if case .stopped = machine.state { return }
+        await withCheckedContinuation { continuation in
+            stopWaiters.append(continuation)
+            handle(.stopRequested)
+        }
+    }
+
+    public func status(proxy: String) -> StatusReport {
+        var pid: Int32?
+        var port: Int?
+        switch machine.state {
+        case .running(let p, let q), .awaitingHealth(let p, let q):
+            pid = p
+            port = q
+        case .stopping(let p) where p != 0:
+            pid = p
+        case .starting(let q), .restartPending(let q, _):
+            port = q
+        default:
+            break
+        }
+        let uptime = processStarted.map { ContinuousClock.now - $0 }.map { Double($0.milliseconds) / 1000 }
+        return StatusReport(
+            name: config.name, phase: machine.phase, pid: pid, port: port, binary: config.app.binary,
+            sha256: binarySHA256, version: nil,
+            startedAt: pid == nil ? nil : processStartedWall.map(Self.rfc3339),
+            uptimeSeconds: pid == nil ? nil : uptime, restarts: machine.restarts,
+            lastExit: machine.lastExit, proxy: proxy, supervisorPID: getpid())
+    }
+
+    /// A `STATUS=` line for systemctl status.
+    public func statusLine() -> String {
+        let report = status(proxy: config.proxy.kind.rawValue)
+        var parts = ["\(report.phase)"]
+        if let pid = report.pid { parts.append("pid \(pid)") }
+        if let port = report.port { parts.append("port \(port)") }
+        if let sha = report.sha256 { parts.append("sha256 \(sha.prefix(12))") }
+        if report.restarts > 0 { parts.append("\(report.restarts) restarts") }
+        return parts.joined(separator: ", ")
+    }
+
+    // MARK: - The loop: events in, actions out
+
+    private func handle(_ event: AppMachine.Event) {
+        let actions = machine.handle(event)
+        for action in actions {
+            perform(action)
+        }
+    }
+
+    private func perform(_ action: AppMachine.Action) {
+        switch action {
+        case .spawn(let port):
+            spawn(port: port)
+
+        case .awaitHealth(let pid, let port):
+            guard let process, process.pid == pid else { return }
+            let gate = self.gate
+            healthTask = Task {
+                let result = await gate.wait(port: port, process: process)
+                self.healthGateFinished(pid: pid, result)
+            }
+
+        case .announceReady(let pid, let port):
+            logger.info("app is healthy; ready", metadata: ["pid": "\(pid)", "port": "\(port)"])
+            notifier.ready(status: statusLine())
+            for waiter in readyWaiters { waiter.resume(returning: true) }
+            readyWaiters = []
+
+        case .announceRecovered(let pid, let port, let restarts):
+            logger.notice("app is healthy again after restart", metadata: ["pid": "\(pid)", "port": "\(port)", "restarts": "\(restarts)"])
+            notifier.status(statusLine())
+
+        case .scheduleRestart(let delay, let reason):
+            logger.warning("app stopped unexpectedly: \(reason); restarting in \(delay.humanReadable)", metadata: ["restarts": "\(machine.restarts)"])
+            notifier.status(statusLine() + ": last exit: \(reason)")
+            process = nil
+            Task {
+                try? await Task.sleep(for: delay)
+                self.handle(.restartTimerFired)
+            }
+
+        case .sendStopSignal(let pid):
+            logger.info("stopping app with \(config.app.stopSignal.rawValue)", metadata: ["pid": "\(pid)"])
+            healthTask?.cancel()
+            process?.signal(config.app.stopSignal.number)
+
+        case .scheduleStopTimer:
+            let timeout = config.app.stopTimeout
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.handle(.stopTimerFired)
+            }
+
+        case .kill(let pid):
+            logger.warning("sending SIGKILL to app", metadata: ["pid": "\(pid)"])
+            process?.signal(SIGKILL)
+
+        case .finishStop:
+            logger.info("app stopped", metadata: ["last_exit": "\(machine.lastExit ?? "none")"])
+            process = nil
+            processStarted = nil
+            for waiter in stopWaiters { waiter.resume() }
+            stopWaiters = []
+            for waiter in readyWaiters { waiter.resume(returning: false) }
+            readyWaiters = []
+        }
+    }
+
+    private func spawn(port: Int) {
+        var environment = ProcessEnvironment.current()
+        for key in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            environment[key] = nil
+        }
+        environment.merge(config.app.env) { $1 }
+        environment["PORT"] = String(port)
+        let request = SpawnRequest(
+            executable: config.app.binary, arguments: config.app.arguments(port: port),
+            environment: environment, workingDirectory: config.app.workingDirectory)
+        do {
+            let child = try ProcessSpawner.spawn(request)
+            process = child
+            processStarted = .now
+            processStartedWall = Self.wallClock()
+            logger.info("started app", metadata: ["pid": "\(child.pid)", "port": "\(port)", "binary": "\(config.app.binary)"])
+            watchExit(of: child)
+            handle(.spawned(pid: child.pid))
+        } catch {
+            logger.error("\(error.description)")
+            handle(.spawnFailed(reason: error.description))
+        }
+    }
+
+    private func watchExit(of child: ChildProcess) {
+        Task {
+            let status = await child.waitForExit() ?? .unknown
+            self.processExited(child, status: status)
+        }
+    }
+
+    private func processExited(_ child: ChildProcess, status: ExitStatus) {
+        let uptime = processStarted.map { ContinuousClock.now - $0 } ?? .zero
+        handle(.exited(pid: child.pid, status: status.description, uptime: uptime))
+    }
+
+    private func healthGateFinished(pid: Int32, _ result: HealthGate.Result) {
+        switch result {
+        case .healthy:
+            handle(.healthy)
+        case .timedOut(let problem):
+            logger.error("app did not become healthy within \(config.health.startTimeout.humanReadable) (last probe: \(problem)); killing it", metadata: ["pid": "\(pid)"])
+            handle(.healthGateFailed(reason: problem))
+        case .exited:
+            break  // the exit watcher reports it
+        }
+    }
+
+    static func wallClock() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    static func rfc3339(_ seconds: Double) -> String {
+        var moment = tm()
+        var whole = time_t(seconds)
+        gmtime_r(&whole, &moment)
+        var buffer = [CChar](repeating: 0, count: 32)
+        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &moment)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+public enum ProcessEnvironment {
+    public static func current() -> [String: String] {
+        var environment: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "=") {
+                environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            entry += 1
+        }
+        return environment
+    }
+}

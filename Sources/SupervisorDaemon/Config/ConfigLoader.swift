@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SupervisorCore
+import SystemBindings
+import TOMLKit
+
+/// Reads a config file: TOML → `ConfigValue` → `SupervisorConfig`, then the
+/// checks only a live system can answer (does the binary exist …).
+public enum ConfigLoader {
+    public static func load(path: String, environment: [String: String]) -> Result<SupervisorConfig, ConfigProblems> {
+        let text: String
+        switch readFile(path) {
+        case .success(let contents): text = contents
+        case .failure(let failure): return .failure(ConfigProblems([ConfigProblem(key: "config", message: failure.message)]))
+        }
+        let document: [String: ConfigValue]
+        do {
+            let table = try TOMLTable(string: text)
+            document = convert(table)
+        } catch let error as TOMLParseError {
+            let where_ = "line \(error.source.begin.line), column \(error.source.begin.column)"
+            return .failure(ConfigProblems([ConfigProblem(key: "config", message: "\(path) is not valid TOML (\(where_)): \(error.description)")]))
+        } catch {
+            return .failure(ConfigProblems([ConfigProblem(key: "config", message: "\(path) is not valid TOML: \(error)")]))
+        }
+        return ConfigDecoder.decode(document, environment: environment).flatMap { config in
+            let problems = systemProblems(config)
+            return problems.isEmpty ? .success(config) : .failure(ConfigProblems(problems))
+        }
+    }
+
+    /// What the pure decoder cannot know: files on this host.
+    static func systemProblems(_ config: SupervisorConfig) -> [ConfigProblem] {
+        var problems: [ConfigProblem] = []
+        var info = stat()
+        if stat(config.app.binary, &info) != 0 {
+            problems.append(.init(key: "app.binary", message: "\(config.app.binary): \(String(cString: strerror(errno)))"))
+        } else if (info.st_mode & S_IFMT) != S_IFREG {
+            problems.append(.init(key: "app.binary", message: "\(config.app.binary) is not a regular file"))
+        } else if access(config.app.binary, X_OK) != 0 {
+            problems.append(.init(key: "app.binary", message: "\(config.app.binary) is not executable"))
+        }
+        if let directory = config.app.workingDirectory {
+            if stat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR {
+                problems.append(.init(key: "app.working_directory", message: "\(directory) is not a directory"))
+            }
+        }
+        if let group = config.control.group, UserDatabase.groupID(named: group) == nil {
+            problems.append(.init(key: "control.group", message: "no group named \"\(group)\" on this host"))
+        }
+        return problems
+    }
+
+    static func readFile(_ path: String) -> Result<String, ReadFailure> {
+        guard let file = fopen(path, "r") else {
+            return .failure(ReadFailure("cannot read \(path): \(String(cString: strerror(errno)))"))
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = fread(&chunk, 1, chunk.count, file)
+            if count > 0 { bytes.append(contentsOf: chunk[0..<count]) }
+            if count < chunk.count { break }
+            if bytes.count > 4 << 20 { return .failure(ReadFailure("\(path) is larger than 4 MiB; is it really the config?")) }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            return .failure(ReadFailure("\(path) is not UTF-8 text"))
+        }
+        return .success(text)
+    }
+
+    static func convert(_ table: TOMLTable) -> [String: ConfigValue] {
+        var result: [String: ConfigValue] = [:]
+        for (key, value) in table {
+            result[key] = convert(value)
+        }
+        return result
+    }
+
+    static func convert(_ value: TOMLValueConvertible) -> ConfigValue {
+        switch value.type {
+        case .string: return .string(value.string ?? "")
+        case .int: return .integer(value.int ?? 0)
+        case .double: return .float(value.double ?? 0)
+        case .bool: return .bool(value.bool ?? false)
+        case .array: return .array((value.array ?? TOMLArray()).map { convert($0) })
+        case .table: return .table(convert(value.table ?? TOMLTable()))
+        case .date: return .other(typeName: "a date")
+        case .time: return .other(typeName: "a time")
+        case .dateTime: return .other(typeName: "a date-time")
+        }
+    }
+}
+
+struct ReadFailure: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}

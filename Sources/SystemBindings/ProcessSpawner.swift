@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSupervisorShims
+
+/// What to start. `executable` is argv[0] and the path executed.
+public struct SpawnRequest: Sendable {
+    public var executable: String
+    public var arguments: [String]
+    public var environment: [String: String]
+    public var workingDirectory: String?
+    /// Open descriptors passed to the child as 3, 4, … in this order.
+    public var passedDescriptors: [Int32]
+    /// Set `LISTEN_PID` to the child's own pid (socket activation protocol).
+    public var setListenPID: Bool
+
+    public init(
+        executable: String, arguments: [String] = [], environment: [String: String] = [:],
+        workingDirectory: String? = nil, passedDescriptors: [Int32] = [], setListenPID: Bool = false
+    ) {
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.passedDescriptors = passedDescriptors
+        self.setListenPID = setListenPID
+    }
+}
+
+public struct SpawnError: Error, Sendable, CustomStringConvertible {
+    public let executable: String
+    public let errno: Int32
+    public var description: String {
+        "could not start \(executable): \(String(cString: strerror(errno)))"
+    }
+}
+
+/// Starts long-lived children in their own session, without a parent-death
+/// signal, so they can outlive the supervisor.
+public enum ProcessSpawner {
+    public static func spawn(_ request: SpawnRequest) throws(SpawnError) -> ChildProcess {
+        let argv = [request.executable] + request.arguments
+        var envEntries = request.environment
+            .filter { $0.key != "LISTEN_PID" }
+            .sorted { $0.key < $1.key }
+            .map { "\($0.key)=\($0.value)" }
+
+        // A "LISTEN_PID=" entry with room for the digits the child writes in.
+        let listenPIDPrefix = "LISTEN_PID="
+        if request.setListenPID {
+            envEntries.append(listenPIDPrefix + String(repeating: "0", count: 15))
+        }
+
+        let cArgv = argv.map { strdup($0) } + [nil]
+        let cEnv = envEntries.map { strdup($0) } + [nil]
+        defer {
+            cArgv.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        let slot: UnsafeMutablePointer<CChar>? =
+            request.setListenPID
+            ? cEnv[envEntries.count - 1].map { $0 + listenPIDPrefix.utf8.count } : nil
+
+        var error: Int32 = 0
+        let pid = request.passedDescriptors.withUnsafeBufferPointer { fds in
+            cArgv.withUnsafeBufferPointer { argvPointer in
+                cEnv.withUnsafeBufferPointer { envPointer in
+                    csup_spawn(
+                        request.executable, argvPointer.baseAddress, envPointer.baseAddress,
+                        request.workingDirectory, fds.baseAddress, Int32(fds.count), slot, &error)
+                }
+            }
+        }
+        guard pid > 0 else {
+            throw SpawnError(executable: request.executable, errno: error)
+        }
+        do {
+            return try ChildProcess(pid: pid, isOurChild: true)
+        } catch {
+            // pidfd_open cannot fail for a child we have not reaped; be safe anyway.
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            throw SpawnError(executable: request.executable, errno: error.errno)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+
+/// Where the daemon is: `--socket`, `--name`, or `SUPERVISOR_SOCKET`.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The daemon's control socket.", valueName: "path"))
+    var socket: String?
+
+    @Option(name: .long, help: ArgumentHelp("The service name: means /run/supervisor/NAME.sock.", valueName: "name"))
+    var name: String?
+
+    func validate() throws {
+        if socket != nil && name != nil {
+            throw ValidationError("give --socket or --name, not both")
+        }
+        if let name, name.isEmpty || name.contains("/") {
+            throw ValidationError("--name \"\(name)\" is not a service name")
+        }
+    }
+
+    /// The socket path to use; throws a usage error (exit 2) when none can be found.
+    func socketPath() throws -> String {
+        if let socket { return socket }
+        if let name { return "/run/supervisor/\(name).sock" }
+        if let fromEnvironment = getenv("SUPERVISOR_SOCKET").map({ String(cString: $0) }), !fromEnvironment.isEmpty {
+            return fromEnvironment
+        }
+        let candidates = Self.socketsInRunDirectory()
+        if candidates.count == 1 { return candidates[0] }
+        if candidates.isEmpty {
+            throw CLIFailure(
+                exitCode: 3,
+                message: "no supervisord found: /run/supervisor has no control socket. Is the daemon running (systemctl status 'supervisor@*')? Or pass --socket PATH.")
+        }
+        throw CLIFailure(
+            exitCode: 2,
+            message: "several services run here; say which with --name (\(candidates.map { String($0.dropFirst("/run/supervisor/".count).dropLast(5)) }.joined(separator: ", ")))")
+    }
+
+    static func socketsInRunDirectory() -> [String] {
+        guard let directory = opendir("/run/supervisor") else { return [] }
+        defer { closedir(directory) }
+        var found: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.hasSuffix(".sock") { found.append("/run/supervisor/\(name)") }
+        }
+        return found.sorted()
+    }
+}
+
+/// A failure the CLI reports and exits with.
+struct CLIFailure: Error {
+    let exitCode: Int32
+    let message: String
+}

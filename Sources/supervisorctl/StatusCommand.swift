@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import SupervisorCore
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the running version, pid, port, restarts.",
+        discussion: """
+            Examples:
+              supervisorctl --name myapp status
+              supervisorctl --socket /run/supervisor/myapp.sock status --json | jq .pid
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Flag(name: .long, help: "Print the status object as JSON on stdout.")
+    var json = false
+
+    func run() throws {
+        do {
+            let client = ControlClient(socketPath: try connection.socketPath())
+            let response = try client.get("/status")
+            guard response.status == 200 else { throw ControlClient.failure(from: response) }
+            if json {
+                print(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))
+                return
+            }
+            guard let report = try? JSONDecoder().decode(StatusReport.self, from: Data(response.body)) else {
+                throw CLIFailure(exitCode: 1, message: "supervisord answered something that is not a status: \(response.bodyText)")
+            }
+            print(StatusView.render(report))
+        } catch let failure as CLIFailure {
+            FileHandle.standardError.write(Data("supervisorctl: \(failure.message)\n".utf8))
+            throw ExitCode(failure.exitCode)
+        }
+    }
+}
+
+enum StatusView {
+    static func render(_ report: StatusReport) -> String {
+        var lines: [(String, String)] = []
+        lines.append(("service", report.name))
+        lines.append(("phase", report.phase))
+        lines.append(("version", report.version ?? "-"))
+        lines.append(("pid", report.pid.map(String.init) ?? "-"))
+        lines.append(("port", report.port.map(String.init) ?? "-"))
+        if let uptime = report.uptimeSeconds, report.pid != nil {
+            lines.append(("uptime", formatUptime(uptime) + (report.startedAt.map { " (since \($0))" } ?? "")))
+        }
+        lines.append(("binary", report.binary))
+        lines.append(("sha256", report.sha256 ?? "-"))
+        lines.append(("restarts", String(report.restarts) + (report.lastExit.map { " (last: \($0))" } ?? "")))
+        lines.append(("proxy", report.proxy))
+        lines.append(("supervisor", "pid \(report.supervisorPID)"))
+        let width = lines.map(\.0.count).max() ?? 0
+        return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+    }
+
+    static func formatUptime(_ seconds: Double) -> String {
+        let total = Int(seconds)
+        if total < 60 { return "\(total)s" }
+        if total < 3600 { return "\(total / 60)m \(total % 60)s" }
+        if total < 86_400 { return "\(total / 3600)h \(total % 3600 / 60)m" }
+        return "\(total / 86_400)d \(total % 86_400 / 3600)h"
+    }
+}

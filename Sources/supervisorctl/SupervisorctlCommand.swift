@@ -1,0 +1,17 @@
+import ArgumentParser
+
+@main
+struct SupervisorctlCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "supervisorctl",
+        abstract: "Control a supervisord: status now; swap and rollback build on it.",
+        discussion: """
+            Talks to supervisord over its unix control socket: --socket PATH,
+            or --name NAME for /run/supervisor/NAME.sock, or SUPERVISOR_SOCKET.
+
+            Exit codes: 0 done; 1 refused or failed (the previous version is
+            still serving); 2 command-line error; 3 daemon unreachable;
+            4 another swap in progress.
+            """,
+        subcommands: [StatusCommand.self])
+}

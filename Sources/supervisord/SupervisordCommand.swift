@@ -1,0 +1,78 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Logging
+import SupervisorCore
+import SupervisorDaemon
+import SystemBindings
+
+@main
+struct SupervisordCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "supervisord",
+        abstract: "Run one web service and swap its binary with zero failed requests.",
+        discussion: """
+            Runs in the foreground (systemd runs it as Type=notify). It starts
+            [app] binary, waits until it is healthy, then serves the control
+            socket that supervisorctl talks to. SIGTERM or SIGINT stops the app
+            (stop_signal, then SIGKILL after stop_timeout) and exits 0.
+
+            Exit codes: 0 stopped cleanly; 1 could not start; 2 bad config.
+
+            Examples:
+              supervisord --config /etc/supervisor/myapp.toml
+              supervisord --config /etc/supervisor/myapp.toml --check
+            """)
+
+    @Option(name: .long, help: "The service's TOML config file.")
+    var config: String
+
+    @Flag(name: .long, help: "Validate the config, print every problem, and exit (0 valid, 2 invalid).")
+    var check = false
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let environment = ProcessEnvironment.current()
+        let loaded = ConfigLoader.load(path: config, environment: environment)
+        let settings: SupervisorConfig
+        switch loaded {
+        case .failure(let problems):
+            printError("supervisord: \(config) has \(problems.problems.count) problem\(problems.problems.count == 1 ? "" : "s"):")
+            for problem in problems.problems {
+                printError("  \(problem)")
+            }
+            throw ExitCode(2)
+        case .success(let parsed):
+            settings = parsed
+        }
+        if check {
+            print("\(config): ok (service \"\(settings.name)\", binary \(settings.app.binary), proxy \(settings.proxy.kind.rawValue), socket \(settings.control.socket))")
+            return
+        }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            printError("supervisord: --log-level: \"\(logLevel)\" is not one of trace, debug, info, notice, warning, error")
+            throw ExitCode(2)
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = JournalLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "supervisord")
+        logger[metadataKey: "service"] = "\(settings.name)"
+        do {
+            try await Daemon(config: settings, logger: logger).run()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+func printError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
