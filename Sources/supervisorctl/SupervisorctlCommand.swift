@@ -14,4 +14,6 @@ struct SupervisorctlCommand: AsyncParsableCommand {
             4 another swap in progress.
             """,
         subcommands: [StatusCommand.self])
+
+    @OptionGroup var connection: ConnectionOptions
 }
