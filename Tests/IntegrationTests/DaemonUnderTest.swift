@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// A real supervisord started by a test, with its own temp dir, ports and
+/// socket. `stop()` (or deinit) kills only what this test started.
+final class DaemonUnderTest {
+    let directory = TemporaryDirectory("supervisord")
+    let ports: [Int]
+    let socket: String
+    let configPath: String
+    let logPath: String
+    private(set) var process: Process?
+    private var appPIDsSeen: Set<Int32> = []
+
+    struct Options {
+        var appArgs: [String] = []
+        var appEnv: [String: String] = [:]
+        var extraApp = ""
+        var extraHealth = ""
+        var extraControl = ""
+        var stopTimeout = "5s"
+        var startTimeout = "10s"
+    }
+
+    init(_ options: Options = Options()) {
+        ports = FreePort.pick(2)
+        socket = directory.file("control.sock")
+        logPath = directory.file("supervisord.log")
+        let args = (["--port", "{port}"] + options.appArgs).map { "\"\($0)\"" }.joined(separator: ", ")
+        let env = options.appEnv.map { "\($0.key) = \"\($0.value)\"" }.joined(separator: ", ")
+        configPath = directory.write(
+            "service.toml",
+            """
+            name = "itest"
+            state_dir = "\(directory.file("state"))"
+
+            [app]
+            binary = "\(Binaries.demoApp)"
+            args = [\(args)]
+            env = { \(env) }
+            ports = [\(ports[0]), \(ports[1])]
+            stop_timeout = "\(options.stopTimeout)"
+            \(options.extraApp)
+
+            [health]
+            interval = "50ms"
+            start_timeout = "\(options.startTimeout)"
+            \(options.extraHealth)
+
+            [control]
+            socket = "\(socket)"
+            \(options.extraControl)
+            """)
+    }
+
+    deinit { stop() }
+
+    /// Starts supervisord with `environment` added to this process's.
+    func start(environment: [String: String] = [:]) throws {
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        env.removeValue(forKey: "JOURNAL_STREAM")
+        env.merge(environment) { $1 }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binaries.supervisord)
+        process.arguments = ["--config", configPath, "--log-level", "debug"]
+        process.environment = env
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)!
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+    }
+
+    var pid: Int32 { process?.processIdentifier ?? -1 }
+
+    /// Status as JSON, or nil when the daemon does not answer.
+    func status() -> [String: Any]? {
+        guard let result = try? ctl(["status", "--json"]), result.exitCode == 0 else { return nil }
+        let object = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        if let pid = object?["pid"] as? Int { appPIDsSeen.insert(Int32(pid)) }
+        return object
+    }
+
+    /// Waits until the app is running and healthy; returns its status.
+    func waitUntilRunning(timeout: TimeInterval = 30) -> [String: Any]? {
+        var last: [String: Any]?
+        _ = eventually(timeout: timeout) {
+            last = status()
+            return last?["phase"] as? String == "running"
+        }
+        return last?["phase"] as? String == "running" ? last : nil
+    }
+
+    func ctl(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+        try Command.run(Binaries.supervisorctl, ["--socket", socket] + arguments, environment: environment, timeout: 30)
+    }
+
+    /// Sends `signal` and waits for the daemon to exit; returns its exit code.
+    @discardableResult
+    func terminate(_ signal: Int32 = SIGTERM, timeout: TimeInterval = 30) -> Int32? {
+        guard let process, process.isRunning else { return process?.terminationStatus }
+        kill(process.processIdentifier, signal)
+        guard eventually(timeout: timeout, { !process.isRunning }) else { return nil }
+        return process.terminationStatus
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Kills the daemon and every app pid it reported, if still alive.
+    func stop() {
+        if let process, process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        for pid in appPIDsSeen where processExists(pid) {
+            kill(pid, SIGKILL)
+        }
+    }
+}
