@@ -1,5 +1,8 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
+
+/// Our own targets build with warnings as errors (dependencies are not affected).
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
     name: "supervisor",
@@ -36,11 +39,12 @@ let package = Package(
         // Typed Swift over libsystemd, libcurl and the Linux process/socket calls.
         .target(
             name: "SystemBindings",
-            dependencies: ["CSystemd", "CCurl", "CSupervisorShims"]
+            dependencies: ["CSystemd", "CCurl", "CSupervisorShims"],
+            swiftSettings: strict
         ),
 
         // The pure core: config model and validation, decisions. Standard library only.
-        .target(name: "SupervisorCore"),
+        .target(name: "SupervisorCore", swiftSettings: strict),
 
         // The daemon: adapters (processes, health, proxy, control server) and the runtime.
         .target(
@@ -56,7 +60,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            swiftSettings: strict
         ),
 
         .executableTarget(
@@ -67,7 +72,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "supervisorctl",
@@ -75,7 +81,8 @@ let package = Package(
                 "SupervisorCore",
                 "SystemBindings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "demo-app",
@@ -84,16 +91,19 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
-            ]
+            ],
+            swiftSettings: strict
         ),
 
         .testTarget(
             name: "SupervisorCoreTests",
-            dependencies: ["SupervisorCore"]
+            dependencies: ["SupervisorCore"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SupervisorCore", "SupervisorDaemon", "SystemBindings"]
+            dependencies: ["SupervisorCore", "SupervisorDaemon", "SystemBindings"],
+            swiftSettings: strict
         ),
     ]
 )

@@ -2,6 +2,10 @@ import ArgumentParser
 
 @main
 struct SupervisorctlCommand: AsyncParsableCommand {
+    static func main() async {
+        await mainExitingTwoOnUsageErrors()
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "supervisorctl",
         abstract: "Control a supervisord: status now; swap and rollback build on it.",

@@ -9,6 +9,10 @@ import SystemBindings
 
 @main
 struct SupervisordCommand: AsyncParsableCommand {
+    static func main() async {
+        await mainExitingTwoOnUsageErrors()
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "supervisord",
         abstract: "Run one web service and swap its binary with zero failed requests.",

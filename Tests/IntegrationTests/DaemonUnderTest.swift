@@ -68,7 +68,7 @@ final class DaemonUnderTest {
         process.executableURL = URL(fileURLWithPath: Binaries.supervisord)
         process.arguments = ["--config", configPath, "--log-level", "debug"]
         process.environment = env
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardOutput = log
         process.standardError = log

@@ -44,7 +44,7 @@ final class TemporaryDirectory {
 
     func write(_ name: String, _ contents: String, mode: Int = 0o644) -> String {
         let target = file(name)
-        FileManager.default.createFile(atPath: target, contents: Data(contents.utf8), attributes: [.posixPermissions: mode])
+        _ = FileManager.default.createFile(atPath: target, contents: Data(contents.utf8), attributes: [.posixPermissions: mode])
         return target
     }
 }
@@ -92,8 +92,8 @@ enum Command {
         // Output goes to files, not pipes: nothing to drain while we wait.
         let scratch = TemporaryDirectory("command")
         let outPath = scratch.file("stdout"), errPath = scratch.file("stderr")
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: outPath)
         process.standardError = FileHandle(forWritingAtPath: errPath)
         process.standardInput = FileHandle.nullDevice
