@@ -123,6 +123,17 @@ struct DaemonLifecycleTests {
         #expect(daemon.terminate() == 0)
     }
 
+    @Test func journalStreamGetsPriorityPrefixes() throws {
+        let daemon = DaemonUnderTest()
+        try daemon.start(environment: ["JOURNAL_STREAM": "8:12345"])
+        let status = try #require(daemon.waitUntilRunning())
+        kill(pid_t(try #require(status["pid"] as? Int)), SIGKILL)
+        #expect(eventually { daemon.log.contains("<4>app stopped unexpectedly") }, "log:\n\(daemon.log)")
+        let lines = daemon.log.split(separator: "\n").filter { !$0.hasPrefix("demo-app") }
+        #expect(lines.contains { $0.hasPrefix("<6>control socket ready") })
+        #expect(lines.allSatisfy { $0.first == "<" }, "every daemon line carries a priority: \(lines)")
+    }
+
     @Test func secondDaemonOnTheSameSocketIsRefused() throws {
         let daemon = DaemonUnderTest()
         try daemon.start()
