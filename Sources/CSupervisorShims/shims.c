@@ -13,6 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -26,6 +32,10 @@
 
 int csup_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int csup_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
 }
 
 int csup_pidfd_send_signal(int pidfd, int sig) {
@@ -97,7 +107,7 @@ static void write_pid_digits(char *slot, pid_t pid) {
 static void child_exec(const char *path, char *const argv[], char *const envp[],
                        const char *working_directory,
                        const int *keep_fds, int n_keep_fds,
-                       char *listen_pid_slot, int report_fd) {
+                       char *listen_pid_slot, int stdio_fd, int new_session, int report_fd) {
     int err = 0;
     sigset_t empty;
     sigemptyset(&empty);
@@ -107,7 +117,14 @@ static void child_exec(const char *path, char *const argv[], char *const envp[],
     }
     sigprocmask(SIG_SETMASK, &empty, NULL);
 
-    if (setsid() < 0) { err = errno; goto fail; }
+    if (new_session && setsid() < 0) { err = errno; goto fail; }
+    if (stdio_fd >= 0) {
+        int null_fd = open("/dev/null", O_RDONLY);
+        if (null_fd < 0) { err = errno; goto fail; }
+        if (dup2(null_fd, 0) < 0) { err = errno; goto fail; }
+        if (null_fd != 0) close(null_fd);
+        if (dup2(stdio_fd, 1) < 0 || dup2(stdio_fd, 2) < 0) { err = errno; goto fail; }
+    }
     if (working_directory != NULL && chdir(working_directory) != 0) { err = errno; goto fail; }
 
     /* Move kept fds above the range we will fill, then dup them into 3, 4, ... */
@@ -147,6 +164,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  const char *working_directory,
                  const int *keep_fds, int n_keep_fds,
                  char *listen_pid_slot,
+                 int stdio_fd, int new_session,
                  int *error_out) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -162,7 +180,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
     }
     if (pid == 0) {
         close(pipefd[0]);
-        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, pipefd[1]);
+        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdio_fd, new_session, pipefd[1]);
     }
     close(pipefd[1]);
     int child_errno = 0;
@@ -180,4 +198,69 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
     }
     *error_out = 0;
     return pid;
+}
+
+static int query_family(int nl, int family, uint16_t port, int *connections, uint32_t *min_idle_ms) {
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } request;
+    memset(&request, 0, sizeof(request));
+    request.nlh.nlmsg_len = sizeof(request);
+    request.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    request.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.req.sdiag_family = (uint8_t)family;
+    request.req.sdiag_protocol = IPPROTO_TCP;
+    request.req.idiag_states = 1u << 1; /* TCP_ESTABLISHED */
+    request.req.idiag_ext = 1u << (INET_DIAG_INFO - 1);
+    request.req.id.idiag_sport = htons(port);
+
+    struct sockaddr_nl kernel;
+    memset(&kernel, 0, sizeof(kernel));
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(nl, &request, sizeof(request), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        return -1;
+    }
+    char buffer[32768];
+    for (;;) {
+        ssize_t n = recv(nl, buffer, sizeof(buffer), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        struct nlmsghdr *h = (struct nlmsghdr *)buffer;
+        for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type == NLMSG_DONE) return 0;
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                struct nlmsgerr *e = (struct nlmsgerr *)NLMSG_DATA(h);
+                errno = -e->error;
+                return -1;
+            }
+            struct inet_diag_msg *msg = (struct inet_diag_msg *)NLMSG_DATA(h);
+            if (ntohs(msg->id.idiag_sport) != port) continue;
+            (*connections)++;
+            int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*msg)));
+            struct rtattr *attr = (struct rtattr *)(msg + 1);
+            for (; RTA_OK(attr, len); attr = RTA_NEXT(attr, len)) {
+                if (attr->rta_type != INET_DIAG_INFO) continue;
+                struct tcp_info *info = (struct tcp_info *)RTA_DATA(attr);
+                uint32_t idle = info->tcpi_last_data_recv < info->tcpi_last_data_sent
+                    ? info->tcpi_last_data_recv : info->tcpi_last_data_sent;
+                if (idle < *min_idle_ms) *min_idle_ms = idle;
+            }
+        }
+    }
+}
+
+int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_ms) {
+    *connections = 0;
+    *min_idle_ms = UINT32_MAX;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0) return -1;
+    int rc = query_family(nl, AF_INET, port, connections, min_idle_ms);
+    if (rc == 0) rc = query_family(nl, AF_INET6, port, connections, min_idle_ms);
+    int saved = errno;
+    close(nl);
+    errno = saved;
+    return rc;
 }

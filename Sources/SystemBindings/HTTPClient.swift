@@ -21,6 +21,11 @@ public struct HTTPTransportError: Error, Sendable, CustomStringConvertible {
 public struct HTTPResponse: Sendable {
     public let status: Int
     public let body: [UInt8]
+
+    public init(status: Int, body: [UInt8]) {
+        self.status = status
+        self.body = body
+    }
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 }
 

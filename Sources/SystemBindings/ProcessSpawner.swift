@@ -13,11 +13,18 @@ public struct SpawnRequest: Sendable {
     public var passedDescriptors: [Int32]
     /// Set `LISTEN_PID` to the child's own pid (socket activation protocol).
     public var setListenPID: Bool
+    /// When set, the child's stdout and stderr (stdin is /dev/null); else all are inherited.
+    public var outputDescriptor: Int32?
+    /// Start in a new session (setsid): apps yes, short commands no.
+    public var newSession: Bool
 
     public init(
         executable: String, arguments: [String] = [], environment: [String: String] = [:],
-        workingDirectory: String? = nil, passedDescriptors: [Int32] = [], setListenPID: Bool = false
+        workingDirectory: String? = nil, passedDescriptors: [Int32] = [], setListenPID: Bool = false,
+        outputDescriptor: Int32? = nil, newSession: Bool = true
     ) {
+        self.outputDescriptor = outputDescriptor
+        self.newSession = newSession
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -67,7 +74,8 @@ public enum ProcessSpawner {
                 cEnv.withUnsafeBufferPointer { envPointer in
                     csup_spawn(
                         request.executable, argvPointer.baseAddress, envPointer.baseAddress,
-                        request.workingDirectory, fds.baseAddress, Int32(fds.count), slot, &error)
+                        request.workingDirectory, fds.baseAddress, Int32(fds.count), slot,
+                        request.outputDescriptor ?? -1, request.newSession ? 1 : 0, &error)
                 }
             }
         }

@@ -23,6 +23,33 @@ struct ControlClient {
         }
     }
 
+    /// POSTs `body` and hands each NDJSON line to `onLine` as it arrives.
+    /// Returns the HTTP status and, for non-200 answers, the whole body.
+    func postStreaming(_ path: String, body: [UInt8], onLine: (String) -> Void) throws(CLIFailure) -> HTTPResponse {
+        try checkSocket()
+        let request = HTTPRequest(
+            method: "POST", url: "http://localhost\(path)", unixSocketPath: socketPath,
+            headers: ["Content-Type: application/json"], body: body, timeout: .seconds(3600),
+            connectTimeout: .seconds(3))
+        var pending: [UInt8] = []
+        var everything: [UInt8] = []
+        let status: Int
+        do {
+            status = try request.perform { chunk in
+                everything.append(contentsOf: chunk)
+                pending.append(contentsOf: chunk)
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    onLine(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
+                }
+            }
+        } catch {
+            throw describe(error)
+        }
+        if !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
+        return HTTPResponse(status: status, body: everything)
+    }
+
     private func checkSocket() throws(CLIFailure) {
         var info = stat()
         if stat(socketPath, &info) != 0 {

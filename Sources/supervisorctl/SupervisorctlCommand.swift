@@ -8,7 +8,7 @@ struct SupervisorctlCommand: AsyncParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "supervisorctl",
-        abstract: "Control a supervisord: status now; swap and rollback build on it.",
+        abstract: "Control a supervisord: status, swap, rollback, history.",
         discussion: """
             Talks to supervisord over its unix control socket: --socket PATH,
             or --name NAME for /run/supervisor/NAME.sock, or SUPERVISOR_SOCKET.
@@ -17,7 +17,7 @@ struct SupervisorctlCommand: AsyncParsableCommand {
             still serving); 2 command-line error; 3 daemon unreachable;
             4 another swap in progress.
             """,
-        subcommands: [StatusCommand.self])
+        subcommands: [StatusCommand.self, SwapCommand.self, RollbackCommand.self, HistoryCommand.self])
 
     @OptionGroup var connection: ConnectionOptions
 }

@@ -97,3 +97,26 @@ import Testing
         #expect(backoff.nextDelay(afterUptime: .seconds(31)) == .milliseconds(100))
     }
 }
+
+@Suite struct AppMachineHandOverTests {
+    @Test func handOverMakesTheSwappedInstanceTheSupervisedOne() {
+        var machine = AppMachine()
+        _ = [AppMachine.Event.start(port: 8081), .spawned(pid: 10), .healthy].flatMap { machine.handle($0) }
+        #expect(machine.handle(.handedOver(pid: 20, port: 8082)) == [])
+        #expect(machine.state == .running(pid: 20, port: 8082))
+        // The old instance exiting (we stopped it) is not a crash.
+        #expect(machine.handle(.exited(pid: 10, status: "exited with code 0", uptime: .seconds(5))) == [])
+        #expect(machine.restarts == 0)
+        // The new one crashing restarts on its own port.
+        #expect(machine.handle(.exited(pid: 20, status: "killed by signal 9", uptime: .seconds(1)))
+            == [.scheduleRestart(after: .milliseconds(100), reason: "killed by signal 9")])
+        #expect(machine.handle(.restartTimerFired) == [.spawn(port: 8082)])
+    }
+
+    @Test func handOverIsIgnoredOnceStopping() {
+        var machine = AppMachine()
+        _ = [AppMachine.Event.start(port: 8081), .spawned(pid: 10), .healthy, .stopRequested].flatMap { machine.handle($0) }
+        #expect(machine.handle(.handedOver(pid: 20, port: 8082)) == [])
+        #expect(machine.state == .stopping(pid: 10))
+    }
+}

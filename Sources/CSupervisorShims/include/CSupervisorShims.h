@@ -18,6 +18,9 @@ struct csup_ucred {
 static const int CSUP_SOL_SOCKET = 1;
 static const int CSUP_SO_PEERCRED = 17;
 
+/* pipe2(fds, O_CLOEXEC). */
+int csup_pipe_cloexec(int fds[2]);
+
 /* pidfd_send_signal(2). */
 int csup_pidfd_send_signal(int pidfd, int sig);
 
@@ -32,10 +35,12 @@ int csup_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 int csup_user_in_group(uid_t uid, gid_t gid, gid_t group);
 
 /*
- * Start a long-lived child: fork, setsid, chdir, exec with the given argv/envp.
+ * Start a child: fork, setsid (when new_session), chdir, exec with the given argv/envp.
  * No parent-death signal: the child outlives the supervisor.
  * Signal mask and dispositions are reset in the child, every fd >= 3 except
  * those in `keep_fds` (which become 3, 4, ... in order) is closed.
+ * If stdio_fd >= 0 it becomes stdout and stderr and stdin is /dev/null
+ * (commands whose output the supervisor reads); else all three are inherited.
  * If `listen_pid_slot` is not NULL it points into envp's storage at a
  * "LISTEN_PID=" entry with room for the digits: the child writes its own pid
  * there before execve (async-signal-safe work only).
@@ -46,6 +51,13 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  const char *working_directory,
                  const int *keep_fds, int n_keep_fds,
                  char *listen_pid_slot,
+                 int stdio_fd, int new_session,
                  int *error_out);
+
+/* Activity of established TCP connections whose local port is `port`
+   (sock_diag, tcp_info): how many there are and the smallest
+   min(last_data_recv, last_data_sent) among them in ms.
+   Returns 0, or -1 with errno. */
+int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_ms);
 
 #endif

@@ -27,6 +27,8 @@ public struct AppMachine: Sendable, Equatable {
         case healthGateFailed(reason: String)
         case exited(pid: Int32, status: String, uptime: Duration)
         case restartTimerFired
+        /// A swap committed: this healthy instance, started by the swap, is now the one supervised.
+        case handedOver(pid: Int32, port: Int)
         case stopRequested
         case stopTimerFired
     }
@@ -85,6 +87,13 @@ public struct AppMachine: Sendable, Equatable {
         where pid == exitedPID:
             lastExit = status
             return scheduleRestart(port: port, reason: status, uptime: uptime)
+
+        case (.running, .handedOver(let pid, let port)),
+            (.awaitingHealth, .handedOver(let pid, let port)),
+            (.restartPending, .handedOver(let pid, let port)):
+            state = .running(pid: pid, port: port)
+            backoff.reset()
+            return []
 
         case (.restartPending(let port, _), .restartTimerFired):
             state = .starting(port: port)

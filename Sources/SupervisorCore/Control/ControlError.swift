@@ -34,6 +34,7 @@ public struct ControlError: Error, Codable, Sendable, Equatable {
         case .notFound: 404
         case .methodNotAllowed: 405
         case .busy: 409
+        case Code(rawValue: "no_backup"), Code(rawValue: "not_running"): 409
         case .internalError: 500
         default: 422
         }

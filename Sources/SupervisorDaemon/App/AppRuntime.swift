@@ -17,11 +17,20 @@ public actor AppRuntime {
     private var processStarted: ContinuousClock.Instant?
     private var processStartedWall: Double?
     private var binarySHA256: String?
+    private var binaryVersion: String?
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     private var readyWaiters: [CheckedContinuation<Bool, Never>] = []
     private var healthTask: Task<Void, Never>?
 
-    public init(config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier()) {
+    /// Runs once the app first passed its health gate, before READY=1 (the
+    /// daemon points the proxy at it here).
+    private let beforeReady: @Sendable (_ port: Int) async -> Void
+
+    public init(
+        config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(),
+        beforeReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) {
+        self.beforeReady = beforeReady
         self.config = config
         self.logger = logger
         self.notifier = notifier
@@ -30,8 +39,11 @@ public actor AppRuntime {
     }
 
     /// Starts the app on the first port.
-    public func start() {
+    public func start() async {
         binarySHA256 = FileDigest.sha256(path: config.app.binary)
+        if let command = config.app.versionCommand {
+            binaryVersion = await VersionProbe.version(of: config.app.binary, command: command, timeout: config.health.startTimeout)
+        }
         handle(.start(port: config.app.ports.first ?? 0))
     }
 
@@ -68,7 +80,7 @@ public actor AppRuntime {
         let uptime = processStarted.map { ContinuousClock.now - $0 }.map { Double($0.milliseconds) / 1000 }
         return StatusReport(
             name: config.name, phase: machine.phase, pid: pid, port: port, binary: config.app.binary,
-            sha256: binarySHA256, version: nil,
+            sha256: binarySHA256, version: binaryVersion,
             startedAt: pid == nil ? nil : processStartedWall.map(Self.rfc3339),
             uptimeSeconds: pid == nil ? nil : uptime, restarts: machine.restarts,
             lastExit: machine.lastExit, proxy: proxy, supervisorPID: getpid())
@@ -80,9 +92,33 @@ public actor AppRuntime {
         var parts = ["\(report.phase)"]
         if let pid = report.pid { parts.append("pid \(pid)") }
         if let port = report.port { parts.append("port \(port)") }
+        if let version = report.version { parts.append("version \(version)") }
         if let sha = report.sha256 { parts.append("sha256 \(sha.prefix(12))") }
         if report.restarts > 0 { parts.append("\(report.restarts) restarts") }
         return parts.joined(separator: ", ")
+    }
+
+    // MARK: - Swaps
+
+    /// The instance serving now, when the app is running.
+    public func servingInstance() -> (process: ChildProcess, port: Int, sha256: String?, version: String?)? {
+        guard case .running(let pid, let port) = machine.state, let process, process.pid == pid else { return nil }
+        return (process, port, binarySHA256, binaryVersion)
+    }
+
+    public var phase: String { machine.phase }
+
+    /// After a swap's switch: `child` on `port` is the supervised instance from
+    /// now on; the old one's exit is no longer a crash.
+    public func handOver(to child: ChildProcess, port: Int, sha256: String?, version: String?) {
+        binaryVersion = version
+        process = child
+        processStarted = .now
+        processStartedWall = Self.wallClock()
+        binarySHA256 = sha256
+        handle(.handedOver(pid: child.pid, port: port))
+        watchExit(of: child)
+        notifier.status(statusLine())
     }
 
     // MARK: - The loop: events in, actions out
@@ -108,10 +144,12 @@ public actor AppRuntime {
             }
 
         case .announceReady(let pid, let port):
-            logger.info("app is healthy; ready", metadata: ["pid": "\(pid)", "port": "\(port)"])
-            notifier.ready(status: statusLine())
-            for waiter in readyWaiters { waiter.resume(returning: true) }
-            readyWaiters = []
+            logger.info("app is healthy", metadata: ["pid": "\(pid)", "port": "\(port)"])
+            let beforeReady = self.beforeReady
+            Task {
+                await beforeReady(port)
+                self.completeReady(pid: pid, port: port)
+            }
 
         case .announceRecovered(let pid, let port, let restarts):
             logger.notice("app is healthy again after restart", metadata: ["pid": "\(pid)", "port": "\(port)", "restarts": "\(restarts)"])
@@ -151,6 +189,13 @@ public actor AppRuntime {
             for waiter in readyWaiters { waiter.resume(returning: false) }
             readyWaiters = []
         }
+    }
+
+    private func completeReady(pid: Int32, port: Int) {
+        logger.info("ready", metadata: ["pid": "\(pid)", "port": "\(port)"])
+        notifier.ready(status: statusLine())
+        for waiter in readyWaiters { waiter.resume(returning: true) }
+        readyWaiters = []
     }
 
     private func spawn(port: Int) {

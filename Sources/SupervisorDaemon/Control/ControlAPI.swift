@@ -1,23 +1,54 @@
+import Foundation
 import SupervisorCore
 
-/// Routes control requests to the daemon: `GET /status` for now.
+/// Routes control requests: status, swap, rollback, history.
 public struct ControlAPI: ControlHandling {
     let runtime: AppRuntime
+    let swaps: SwapCoordinator
+    let journal: StateJournal
+    let proxySummary: String
 
-    public init(runtime: AppRuntime) {
+    public init(runtime: AppRuntime, swaps: SwapCoordinator, journal: StateJournal, proxySummary: String) {
         self.runtime = runtime
+        self.swaps = swaps
+        self.journal = journal
+        self.proxySummary = proxySummary
     }
 
     public func handle(_ request: ControlRequest) async -> ControlResponse {
         let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
         switch (request.method, path) {
         case ("GET", "/status"):
-            let kind = runtime.config.proxy.kind.rawValue
-            return .json(await runtime.status(proxy: kind))
-        case (_, "/status"):
+            var report = await runtime.status(proxy: proxySummary)
+            if let current = await swaps.current {
+                report.phase = "\(current.action.rawValue):\(current.phase.rawValue)"
+            }
+            return .json(report)
+        case ("POST", "/swap"):
+            struct SwapBody: Decodable { let binary: String }
+            guard let body = try? JSONDecoder().decode(SwapBody.self, from: Data(request.body)) else {
+                return .error(ControlError(.badRequest, "POST /swap needs a JSON body {\"binary\": \"/absolute/path\"}"))
+            }
+            return stream(await swaps.start(action: .swap, source: body.binary, callerUID: request.peer?.uid))
+        case ("POST", "/rollback"):
+            return stream(await swaps.start(action: .rollback, source: nil, callerUID: request.peer?.uid))
+        case ("GET", "/history"):
+            return .json(journal.history())
+        case (_, "/status"), (_, "/history"):
             return .error(ControlError(.methodNotAllowed, "\(request.method) \(path): use GET"))
+        case (_, "/swap"), (_, "/rollback"):
+            return .error(ControlError(.methodNotAllowed, "\(request.method) \(path): use POST"))
         default:
-            return .error(ControlError(.notFound, "no such endpoint: \(request.method) \(path) (try GET /status)"))
+            return .error(ControlError(.notFound, "no such endpoint: \(request.method) \(path) (try GET /status, POST /swap, POST /rollback, GET /history)"))
+        }
+    }
+
+    private func stream(_ started: Result<AsyncStream<[UInt8]>, ControlError>) -> ControlResponse {
+        switch started {
+        case .success(let lines):
+            return ControlResponse(status: 200, contentType: "application/x-ndjson", body: .stream(lines))
+        case .failure(let error):
+            return .error(error)
         }
     }
 }

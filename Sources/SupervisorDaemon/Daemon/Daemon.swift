@@ -18,10 +18,26 @@ public struct Daemon: Sendable {
 
     /// Runs until a shutdown signal. Throws only when it cannot start.
     public func run() async throws {
-        let runtime = AppRuntime(config: config, logger: logger, notifier: notifier)
+        let journal = StateJournal(directory: config.stateDirectory)
+        do {
+            try journal.prepare()
+        } catch {
+            throw StartError(description: "state_dir: \(error)")
+        }
+        let driver = ProxyDrivers.make(for: config)
+        let logger = self.logger
+        let runtime = AppRuntime(config: config, logger: logger, notifier: notifier) { port in
+            // First start: make sure the proxy points at the instance we run.
+            do throws(SwapError) {
+                try await driver.ensureUpstream(port: port) { message in logger.info("proxy: \(message)") }
+            } catch {
+                logger.error("proxy: could not point \(driver.summary) at port \(port): \(error.message); fix the proxy and restart, or swap")
+            }
+        }
+        let swaps = SwapCoordinator(config: config, runtime: runtime, driver: driver, journal: journal, logger: logger, notifier: notifier)
         let server = try await ControlServer.bind(
             path: config.control.socket, groupName: config.control.group,
-            handler: ControlAPI(runtime: runtime), logger: logger)
+            handler: ControlAPI(runtime: runtime, swaps: swaps, journal: journal, proxySummary: driver.summary), logger: logger)
         logger.info("control socket ready", metadata: ["socket": "\(config.control.socket)"])
 
         let services: [any Service] = [
@@ -37,6 +53,10 @@ public struct Daemon: Sendable {
         try await group.run()
         logger.info("supervisor stopped")
     }
+}
+
+struct StartError: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// Serves the control socket until shutdown, then removes it.

@@ -1,0 +1,106 @@
+/// A binary's identity in history and results.
+public struct BinaryIdentity: Codable, Sendable, Equatable {
+    public var sha256: String?
+    public var version: String?
+
+    public init(sha256: String?, version: String?) {
+        self.sha256 = sha256
+        self.version = version
+    }
+}
+
+/// One line of `history.jsonl`: one swap or rollback.
+public struct HistoryEntry: Codable, Sendable, Equatable {
+    public enum Result: String, Codable, Sendable {
+        case ok
+        case failed
+        case interrupted
+    }
+
+    public var id: String
+    /// RFC 3339.
+    public var time: String
+    public var action: SwapAction
+    public var callerUID: UInt32?
+    public var from: BinaryIdentity
+    public var to: BinaryIdentity
+    public var result: Result
+    public var error: SwapError?
+    public var phasesMS: [String: Int64]
+    public var totalMS: Int64
+
+    public init(
+        id: String, time: String, action: SwapAction, callerUID: UInt32?, from: BinaryIdentity,
+        to: BinaryIdentity, result: Result, error: SwapError?, phasesMS: [String: Int64], totalMS: Int64
+    ) {
+        self.id = id
+        self.time = time
+        self.action = action
+        self.callerUID = callerUID
+        self.from = from
+        self.to = to
+        self.result = result
+        self.error = error
+        self.phasesMS = phasesMS
+        self.totalMS = totalMS
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, time, action
+        case callerUID = "caller_uid"
+        case from, to, result, error
+        case phasesMS = "phases_ms"
+        case totalMS = "total_ms"
+    }
+}
+
+/// What `state.json` holds: the serving instance and, during a swap, the
+/// phase it is in. Written before each phase acts.
+public struct JournalState: Codable, Sendable, Equatable {
+    public struct Instance: Codable, Sendable, Equatable {
+        public var pid: Int32
+        public var port: Int
+        public var sha256: String?
+        public var version: String?
+
+        public init(pid: Int32, port: Int, sha256: String?, version: String?) {
+            self.pid = pid
+            self.port = port
+            self.sha256 = sha256
+            self.version = version
+        }
+    }
+
+    public struct SwapInProgress: Codable, Sendable, Equatable {
+        public var id: String
+        public var action: SwapAction
+        public var phase: SwapPhase
+        public var newPort: Int
+        public var newPID: Int32?
+        public var stagedSHA256: String?
+
+        public init(id: String, action: SwapAction, phase: SwapPhase, newPort: Int, newPID: Int32?, stagedSHA256: String?) {
+            self.id = id
+            self.action = action
+            self.phase = phase
+            self.newPort = newPort
+            self.newPID = newPID
+            self.stagedSHA256 = stagedSHA256
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, action, phase
+            case newPort = "new_port"
+            case newPID = "new_pid"
+            case stagedSHA256 = "staged_sha256"
+        }
+    }
+
+    public var serving: Instance?
+    public var swap: SwapInProgress?
+
+    public init(serving: Instance?, swap: SwapInProgress?) {
+        self.serving = serving
+        self.swap = swap
+    }
+}

@@ -1,0 +1,50 @@
+/// Why a swap failed: a code scripts match, a message people act on.
+public struct SwapError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public init(from decoder: any Decoder) throws {
+            rawValue = try decoder.singleValueContainer().decode(String.self)
+        }
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+        public var description: String { rawValue }
+
+        // Stage
+        public static let binaryNotFound = Code(rawValue: "binary_not_found")
+        public static let binaryNotRegular = Code(rawValue: "binary_not_regular")
+        public static let binaryNotExecutable = Code(rawValue: "binary_not_executable")
+        public static let binaryEmpty = Code(rawValue: "binary_empty")
+        public static let stageFailed = Code(rawValue: "stage_failed")
+        public static let noBackup = Code(rawValue: "no_backup")
+        // Preflight / hooks
+        public static let preflightFailed = Code(rawValue: "preflight_failed")
+        // Start / health
+        public static let portInUse = Code(rawValue: "port_in_use")
+        public static let startFailed = Code(rawValue: "start_failed")
+        public static let appExited = Code(rawValue: "app_exited")
+        public static let healthTimeout = Code(rawValue: "health_timeout")
+        // Switch
+        public static let proxyWriteFailed = Code(rawValue: "proxy_write_failed")
+        public static let proxyValidateFailed = Code(rawValue: "proxy_validate_failed")
+        public static let proxyReloadFailed = Code(rawValue: "proxy_reload_failed")
+        public static let proxyNotConfirmed = Code(rawValue: "proxy_not_confirmed")
+        // Commit
+        public static let commitFailed = Code(rawValue: "commit_failed")
+        // Whole-swap
+        public static let notRunning = Code(rawValue: "not_running")
+        public static let busy = Code(rawValue: "busy")
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(message) [\(code)]" }
+}

@@ -1,0 +1,127 @@
+/// Decides every step of one swap in proxy mode. Pure: the runner feeds it
+/// the outcome of each action it performed and performs what comes back.
+///
+/// The happy path: stage → preflight → start → health → switch → drain →
+/// stop (old) → commit → done. A failure before the switch stops the new
+/// instance and removes the staged copy; a failure of the switch itself is
+/// reverted by the proxy driver (old file back, reloaded) before the same
+/// clean-up. Once the proxy serves the new instance, the swap goes forward.
+public struct SwapMachine: Sendable, Equatable {
+    public enum Event: Sendable, Equatable {
+        case begin
+        case staged
+        case preflightPassed
+        case newStarted
+        case newHealthy
+        case switched
+        case drained
+        case oldStopped
+        case committed
+        /// The action in progress failed.
+        case failed(SwapError)
+        /// Clean-up after a failure finished.
+        case newStopped
+        case stagedRemoved
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Write the state journal: this phase is about to act.
+        case journal(SwapPhase)
+        case stage
+        case runPreflight
+        case startNew
+        case awaitNewHealthy
+        case switchProxy
+        case drainOld
+        case stopOld
+        case commitBinaries
+        case stopNew
+        case removeStaged
+        case finish(Outcome)
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case succeeded
+        case failed(SwapError, phase: SwapPhase)
+    }
+
+    public private(set) var phase: SwapPhase?
+    public private(set) var failure: (error: SwapError, phase: SwapPhase)?
+    private var newStarted = false
+
+    public init() {}
+
+    public static func == (lhs: SwapMachine, rhs: SwapMachine) -> Bool {
+        lhs.phase == rhs.phase && lhs.failure?.error == rhs.failure?.error && lhs.failure?.phase == rhs.failure?.phase
+            && lhs.newStarted == rhs.newStarted
+    }
+
+    public mutating func handle(_ event: Event) -> [Action] {
+        switch (phase, event) {
+        case (nil, .begin):
+            return enter(.stage, .stage)
+        case (.stage?, .staged):
+            return enter(.preflight, .runPreflight)
+        case (.preflight?, .preflightPassed):
+            return enter(.start, .startNew)
+        case (.start?, .newStarted):
+            newStarted = true
+            return enter(.health, .awaitNewHealthy)
+        case (.health?, .newHealthy):
+            return enter(.switch, .switchProxy)
+        case (.switch?, .switched):
+            return enter(.drain, .drainOld)
+        case (.drain?, .drained):
+            return enter(.stop, .stopOld)
+        case (.stop?, .oldStopped):
+            return enter(.commit, .commitBinaries)
+        case (.commit?, .committed):
+            phase = .done
+            return [.journal(.done), .finish(.succeeded)]
+
+        case (let current?, .failed(let error)):
+            return fail(error, in: current)
+
+        case (.revert?, .newStopped):
+            return [.removeStaged]
+        case (.revert?, .stagedRemoved):
+            guard let failure else { return [] }
+            phase = .done
+            return [.journal(.done), .finish(.failed(failure.error, phase: failure.phase))]
+
+        default:
+            return []
+        }
+    }
+
+    private mutating func enter(_ next: SwapPhase, _ action: Action) -> [Action] {
+        phase = next
+        return [.journal(next), action]
+    }
+
+    private mutating func fail(_ error: SwapError, in current: SwapPhase) -> [Action] {
+        switch current {
+        case .stage, .preflight, .start, .health, .switch:
+            // The old instance still serves (a failed switch was reverted by the driver).
+            failure = (error, current)
+            phase = .revert
+            if newStarted || current == .start {
+                return [.journal(.revert), .stopNew]
+            }
+            return [.journal(.revert), .removeStaged]
+        case .drain:
+            // Draining is best effort: a drain that times out still stops the old one.
+            return enter(.stop, .stopOld)
+        case .stop:
+            // The old instance would not die even with SIGKILL: the new one serves; go on.
+            return enter(.commit, .commitBinaries)
+        case .commit:
+            // The new instance serves but files are not where they should be: say so loudly.
+            failure = (error, current)
+            phase = .done
+            return [.journal(.done), .finish(.failed(error, phase: current))]
+        case .revert, .done:
+            return []
+        }
+    }
+}

@@ -1,0 +1,21 @@
+/// The steps of a swap (DESIGN.md, "The swap, step by step"), in order.
+public enum SwapPhase: String, Sendable, Codable, CaseIterable {
+    case stage
+    case preflight
+    case start
+    case health
+    case `switch`
+    case drain
+    case stop
+    case commit
+    /// Undoing a failed swap: proxy back, new instance stopped, `.new` removed.
+    case revert
+    case done
+}
+
+/// `swap`, `rollback` (a swap to `<binary>.bak`), `auto-rollback`.
+public enum SwapAction: String, Sendable, Codable {
+    case swap
+    case rollback
+    case autoRollback = "auto-rollback"
+}

@@ -1,0 +1,28 @@
+import SupervisorCore
+import SystemBindings
+
+/// Runs `[app] version_command` against a binary; its first output line is the version.
+enum VersionProbe {
+    static func version(of binary: String, command: [String], timeout: Duration) async -> String? {
+        let argv = command.map { Placeholders.substitute($0, ["binary": binary]) }
+        guard let outcome = try? await CommandRunner.run(argv, environment: ProcessEnvironment.current(), timeout: timeout),
+            outcome.succeeded
+        else { return nil }
+        let line = outcome.output.split(separator: "\n").first.map(String.init) ?? ""
+        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        return trimmed.isEmpty ? nil : String(trimmed.prefix(200))
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: Set<Character>) -> String {
+        var slice = Substring(self)
+        while let first = slice.first, set.contains(first) { slice.removeFirst() }
+        while let last = slice.last, set.contains(last) { slice.removeLast() }
+        return String(slice)
+    }
+}
+
+extension Set where Element == Character {
+    static let whitespaces: Set<Character> = [" ", "\t", "\r", "\n"]
+}

@@ -1,0 +1,47 @@
+import Foundation
+import SupervisorCore
+
+/// `state.json` (atomic rewrite) and `history.jsonl` (one appended line per
+/// swap or rollback) in the state directory.
+public struct StateJournal: Sendable {
+    public let directory: String
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+
+    public var statePath: String { directory + "/state.json" }
+    public var historyPath: String { directory + "/history.jsonl" }
+
+    public func prepare() throws {
+        try AtomicFile.makeDirectories(directory, mode: 0o750)
+    }
+
+    public func write(_ state: JournalState) throws {
+        try AtomicFile.write(Self.encode(state), to: statePath, mode: 0o640)
+    }
+
+    public func read() -> JournalState? {
+        guard let bytes = AtomicFile.read(statePath) else { return nil }
+        return try? JSONDecoder().decode(JournalState.self, from: Data(bytes))
+    }
+
+    public func append(_ entry: HistoryEntry) throws {
+        try AtomicFile.appendLine(String(decoding: Self.encode(entry), as: UTF8.self), to: historyPath)
+    }
+
+    /// Every history entry, oldest first; unreadable lines are skipped.
+    public func history() -> [HistoryEntry] {
+        guard let bytes = AtomicFile.read(historyPath) else { return [] }
+        let decoder = JSONDecoder()
+        return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
+            try? decoder.decode(HistoryEntry.self, from: Data(line))
+        }
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? Array(encoder.encode(value))) ?? []
+    }
+}

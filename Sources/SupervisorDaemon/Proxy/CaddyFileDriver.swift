@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SupervisorCore
+import SystemBindings
+
+/// `kind = "caddy"`: the Caddyfile imports the upstream file inside
+/// `reverse_proxy { … }`. A switch writes the file, `caddy validate`s,
+/// `caddy reload`s (a POST to the admin `/load` that returns once the new
+/// config runs), and confirms with `GET /reverse_proxy/upstreams`.
+public struct CaddyFileDriver: ProxyDriver {
+    let upstream: UpstreamFile
+    let configPath: String
+    let admin: AdminEndpoint
+    let validateCommand: [String]
+    let reloadCommand: [String]
+    let commandTimeout: Duration
+    let confirmTimeout: Duration
+
+    public init(config: SupervisorConfig) {
+        let proxy = config.proxy
+        upstream = UpstreamFile(path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate)
+        configPath = proxy.config ?? ""
+        admin = AdminEndpoint(proxy.admin ?? "http://127.0.0.1:2019")
+        let adapter = Self.needsAdapterFlag(configPath) ? ["--adapter", "caddyfile"] : []
+        let values = ["config": configPath, "admin": admin.caddyAddressFlag]
+        validateCommand = (proxy.validate ?? ["caddy", "validate", "--config", "{config}"] + adapter)
+            .map { Placeholders.substitute($0, values) }
+        reloadCommand = (proxy.reload ?? ["caddy", "reload", "--config", "{config}", "--address", "{admin}"] + adapter)
+            .map { Placeholders.substitute($0, values) }
+        commandTimeout = .seconds(30)
+        confirmTimeout = max(config.drain.timeout, .seconds(2))
+    }
+
+    public var summary: String { "caddy (\(configPath), upstream file \(upstream.path))" }
+
+    /// Caddy picks the Caddyfile adapter by itself only for names starting with "Caddyfile".
+    static func needsAdapterFlag(_ path: String) -> Bool {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        return !name.hasPrefix("Caddyfile")
+    }
+
+    public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+        let previous = upstream.current()
+        try upstream.write(port: port)
+        log("wrote \(upstream.path): \(upstream.render(port: port).trimmingCharacters(in: .whitespacesAndNewlines))")
+
+        let validated = await run(validateCommand)
+        guard validated.succeeded else {
+            upstream.restore(previous)
+            throw SwapError(.proxyValidateFailed, "caddy rejected the config: \(validated.failureDescription); upstream file restored")
+        }
+        log("validated \(configPath)")
+
+        let reloaded = await run(reloadCommand)
+        guard reloaded.succeeded else {
+            upstream.restore(previous)
+            let again = await run(reloadCommand)
+            throw SwapError(.proxyReloadFailed, "caddy reload failed: \(reloaded.failureDescription); upstream file restored\(again.succeeded ? " and reloaded" : " (reload after restore failed too: is Caddy running?)")")
+        }
+        log("reloaded caddy")
+
+        if let problem = await confirm(port: port) {
+            upstream.restore(previous)
+            let again = await run(reloadCommand)
+            throw SwapError(.proxyNotConfirmed, "caddy did not confirm the switch to 127.0.0.1:\(port): \(problem); upstream file restored\(again.succeeded ? " and reloaded" : "")")
+        }
+        log("caddy routes to 127.0.0.1:\(port) (confirmed by \(admin.display)/reverse_proxy/upstreams)")
+    }
+
+    public func ensureUpstream(port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+        if upstream.routes(to: port), await confirm(port: port, timeout: .milliseconds(500)) == nil {
+            log("caddy already routes to 127.0.0.1:\(port)")
+            return
+        }
+        try await switchUpstream(to: port, log: log)
+    }
+
+    /// Nil when the admin API lists the address; else what was wrong.
+    func confirm(port: Int, timeout: Duration? = nil) async -> String? {
+        let address = "127.0.0.1:\(port)"
+        let deadline = ContinuousClock.now + (timeout ?? confirmTimeout)
+        var problem = "no answer"
+        while ContinuousClock.now < deadline {
+            let request = admin.request(path: "/reverse_proxy/upstreams", timeout: .seconds(2))
+            let outcome: Result<HTTPResponse, HTTPTransportError> = await BlockingThread.run {
+                do throws(HTTPTransportError) { return .success(try request.perform()) } catch { return .failure(error) }
+            }
+            switch outcome {
+            case .success(let response) where response.status == 200:
+                if Self.upstreamAddresses(response.body).contains(address) { return nil }
+                problem = "admin API lists \(Self.upstreamAddresses(response.body).sorted()), not \(address)"
+            case .success(let response):
+                problem = "admin API answered HTTP \(response.status): \(response.bodyText.prefix(200))"
+            case .failure(let error):
+                problem = "admin API \(admin.display) unreachable: \(error.message)"
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return problem
+    }
+
+    static func upstreamAddresses(_ body: [UInt8]) -> Set<String> {
+        struct Upstream: Decodable { let address: String }
+        let list = (try? JSONDecoder().decode([Upstream].self, from: Data(body))) ?? []
+        return Set(list.map(\.address))
+    }
+
+    private func run(_ argv: [String]) async -> CommandOutcome {
+        do {
+            return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), timeout: commandTimeout)
+        } catch {
+            return CommandOutcome(argv: argv, status: .exited(code: 127), output: error.description, timedOut: false)
+        }
+    }
+}
+
+/// Caddy's admin endpoint: `http://host:port` or `unix//path`.
+public struct AdminEndpoint: Sendable, Equatable {
+    public let raw: String
+    public init(_ raw: String) { self.raw = raw }
+
+    public var unixSocketPath: String? {
+        raw.hasPrefix("unix//") ? String(raw.dropFirst("unix/".count)) : nil
+    }
+
+    /// What `caddy reload --address` takes.
+    public var caddyAddressFlag: String {
+        if unixSocketPath != nil { return raw }
+        var text = raw
+        for scheme in ["http://", "https://"] where text.hasPrefix(scheme) { text.removeFirst(scheme.count) }
+        while text.hasSuffix("/") { text.removeLast() }
+        return text
+    }
+
+    public var display: String { raw }
+
+    public func request(path: String, method: String = "GET", body: [UInt8]? = nil, timeout: Duration) -> HTTPRequest {
+        var headers: [String] = []
+        if body != nil { headers.append("Content-Type: application/json") }
+        if let socket = unixSocketPath {
+            // Caddy 2.6 checks the Host of requests on its unix admin socket: send it empty.
+            headers.append("Host;")
+            return HTTPRequest(method: method, url: "http://localhost\(path)", unixSocketPath: socket, headers: headers, body: body, timeout: timeout, connectTimeout: .seconds(2))
+        }
+        var base = raw
+        while base.hasSuffix("/") { base.removeLast() }
+        return HTTPRequest(method: method, url: base + path, headers: headers, body: body, timeout: timeout, connectTimeout: .seconds(2))
+    }
+}

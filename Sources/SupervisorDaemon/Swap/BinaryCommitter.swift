@@ -1,0 +1,32 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SupervisorCore
+
+/// Step 8: the previous binary becomes `<binary>.bak`, the staged copy becomes
+/// `<binary>`. `<binary>` exists at every instant: the old one is hard-linked
+/// to `.bak` (through a temp name, so `.bak` is replaced atomically), then
+/// `.new` is renamed over `<binary>`. Both in one directory, then fsynced.
+public enum BinaryCommitter {
+    public static func backupPath(for binary: String) -> String { binary + ".bak" }
+
+    public static func commit(liveBinary: String) throws(SwapError) {
+        let staged = BinaryStager.stagedPath(for: liveBinary)
+        let backup = backupPath(for: liveBinary)
+        let linkTemp = backup + ".tmp-\(getpid())"
+        unlink(linkTemp)
+        if link(liveBinary, linkTemp) == 0 {
+            if rename(linkTemp, backup) != 0 {
+                let reason = String(cString: strerror(errno))
+                unlink(linkTemp)
+                throw SwapError(.commitFailed, "cannot keep the previous binary as \(backup): \(reason)")
+            }
+        } else if errno != ENOENT {
+            throw SwapError(.commitFailed, "cannot keep the previous binary as \(backup): \(String(cString: strerror(errno)))")
+        }
+        if rename(staged, liveBinary) != 0 {
+            throw SwapError(.commitFailed, "cannot move \(staged) to \(liveBinary): \(String(cString: strerror(errno)))")
+        }
+        AtomicFile.syncDirectory(of: liveBinary)
+    }
+}

@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import SupervisorCore
+import SystemBindings
+
+/// The swap lock: one swap or rollback at a time; a second is refused at once
+/// with the phase the first is in. Runs each swap detached from the client's
+/// connection (a client that goes away does not interrupt it) and streams
+/// its progress as NDJSON lines.
+public actor SwapCoordinator {
+    private let config: SupervisorConfig
+    private let runtime: AppRuntime
+    private let driver: any ProxyDriver
+    private let journal: StateJournal
+    private let logger: Logger
+    private let notifier: Notifier
+    private var running: (id: String, action: SwapAction, phase: SwapPhase)?
+    private var counter = 0
+
+    public init(config: SupervisorConfig, runtime: AppRuntime, driver: any ProxyDriver, journal: StateJournal, logger: Logger, notifier: Notifier = Notifier()) {
+        self.config = config
+        self.runtime = runtime
+        self.driver = driver
+        self.journal = journal
+        self.logger = logger
+        self.notifier = notifier
+    }
+
+    /// What a running swap is doing, for status.
+    public var current: (action: SwapAction, phase: SwapPhase)? {
+        running.map { ($0.action, $0.phase) }
+    }
+
+    /// Starts a swap (or a rollback: a swap to `<binary>.bak`), or refuses.
+    public func start(action: SwapAction, source: String?, callerUID: UInt32?) async -> Result<AsyncStream<[UInt8]>, ControlError> {
+        if let running {
+            return .failure(ControlError(.busy, "another \(running.action.rawValue) is in progress (phase \(running.phase.rawValue)); wait for it to finish", phase: running.phase.rawValue))
+        }
+        let binary = config.app.binary
+        let path: String
+        switch action {
+        case .swap:
+            guard let source, source.hasPrefix("/") else {
+                return .failure(ControlError(.badRequest, "\"binary\" must be an absolute path (supervisorctl resolves relative ones)"))
+            }
+            path = source
+        case .rollback, .autoRollback:
+            path = BinaryCommitter.backupPath(for: binary)
+            if access(path, F_OK) != 0 {
+                return .failure(ControlError(SwapError.Code.noBackup.controlCode, "no previous binary to roll back to: \(path) does not exist (nothing has been swapped yet?)"))
+            }
+        }
+        guard let old = await runtime.servingInstance() else {
+            let phase = await runtime.phase
+            return .failure(ControlError(SwapError.Code.notRunning.controlCode, "the app is not running (phase \(phase)); a swap needs a healthy instance to fall back on. Check `supervisorctl status` and the service log"))
+        }
+
+        counter += 1
+        let id = "\(Int(Date().timeIntervalSince1970))-\(getpid())-\(counter)"
+        running = (id, action, .stage)
+        notifier.reloading(status: "\(action.rawValue): staging \(path)")
+
+        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
+        let context = SwapRun.Context(
+            id: id, action: action, source: path, callerUID: callerUID, config: config, runtime: runtime,
+            driver: driver, journal: journal, logger: logger,
+            report: { line in continuation.yield(Self.encode(line)) },
+            phaseChanged: { [weak self] phase in await self?.phaseChanged(id: id, phase) })
+        let run = SwapRun(context: context, old: old)
+        Task {
+            let result = await run.run()
+            continuation.yield(Self.encode(.result(result)))
+            continuation.finish()
+            await self.finished(id: id, result)
+        }
+        return .success(stream)
+    }
+
+    private func phaseChanged(id: String, _ phase: SwapPhase) {
+        guard let current = running, current.id == id, phase != .done else { return }
+        running = (id, current.action, phase)
+        notifier.status("\(current.action.rawValue): \(phase.rawValue)")
+    }
+
+    private func finished(id: String, _ result: SwapResult) async {
+        if running?.id == id { running = nil }
+        let line = await runtime.statusLine()
+        notifier.ready(status: line)
+    }
+
+    static func encode(_ line: SwapStreamLine) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data: Data?
+        switch line {
+        case .progress(let progress): data = try? encoder.encode(progress)
+        case .result(let result): data = try? encoder.encode(result)
+        }
+        return Array(data ?? Data()) + [UInt8(ascii: "\n")]
+    }
+}
+
+extension SwapError.Code {
+    var controlCode: ControlError.Code { ControlError.Code(rawValue: rawValue) }
+}

@@ -1,0 +1,294 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import SupervisorCore
+import SystemBindings
+
+/// Performs one swap: asks `SwapMachine` what to do next, does it (files,
+/// processes, proxy), and feeds the outcome back. Everything it decides
+/// lives in the machine; everything it does lives here.
+actor SwapRun {
+    struct Context: Sendable {
+        let id: String
+        let action: SwapAction
+        let source: String
+        let callerUID: UInt32?
+        let config: SupervisorConfig
+        let runtime: AppRuntime
+        let driver: any ProxyDriver
+        let journal: StateJournal
+        let logger: Logger
+        let report: @Sendable (SwapStreamLine) -> Void
+        let phaseChanged: @Sendable (SwapPhase) async -> Void
+    }
+
+    private let context: Context
+    private var machine = SwapMachine()
+    private let started = ContinuousClock.now
+    private var phaseStarted: (SwapPhase, ContinuousClock.Instant)?
+    private var phasesMS: [String: Int64] = [:]
+
+    private let old: (process: ChildProcess, port: Int, sha256: String?, version: String?)
+    private let newPort: Int
+    private var staged: BinaryStager.Staged?
+    private var newVersion: String?
+    private var newChild: ChildProcess?
+    private var handedOver = false
+
+    init(context: Context, old: (process: ChildProcess, port: Int, sha256: String?, version: String?)) {
+        self.context = context
+        self.old = old
+        let ports = context.config.app.ports
+        newPort = ports.first { $0 != old.port } ?? ports[0]
+    }
+
+    /// Runs the swap to its end and returns the result line.
+    func run() async -> SwapResult {
+        var queue = machine.handle(.begin)
+        var outcome: SwapMachine.Outcome?
+        while !queue.isEmpty {
+            let action = queue.removeFirst()
+            if case .finish(let result) = action {
+                outcome = result
+                continue
+            }
+            if let event = await perform(action) {
+                // An action's outcome replaces whatever was queued after it.
+                queue = machine.handle(event)
+            }
+        }
+        return finish(outcome ?? .failed(SwapError(.stageFailed, "swap ended without an outcome"), phase: .stage))
+    }
+
+    // MARK: - Actions
+
+    private func perform(_ action: SwapMachine.Action) async -> SwapMachine.Event? {
+        switch action {
+        case .journal(let phase):
+            return journal(phase)
+        case .stage:
+            return stage()
+        case .runPreflight:
+            return await preflight()
+        case .startNew:
+            return startNew()
+        case .awaitNewHealthy:
+            return await awaitHealthy()
+        case .switchProxy:
+            return await switchProxy()
+        case .drainOld:
+            return await drainOld()
+        case .stopOld:
+            return await stopOld()
+        case .commitBinaries:
+            return commit()
+        case .stopNew:
+            await stopNew()
+            return .newStopped
+        case .removeStaged:
+            BinaryStager.removeStaged(for: context.config.app.binary)
+            return .stagedRemoved
+        case .finish:
+            return nil
+        }
+    }
+
+    private func journal(_ phase: SwapPhase) -> SwapMachine.Event? {
+        let now = ContinuousClock.now
+        if let (previous, since) = phaseStarted {
+            phasesMS[previous.rawValue, default: 0] += (now - since).milliseconds
+        }
+        phaseStarted = phase == .done ? nil : (phase, now)
+        let serving = handedOver ? newChild.map { JournalState.Instance(pid: $0.pid, port: newPort, sha256: staged?.sha256, version: newVersion) }
+            : JournalState.Instance(pid: old.process.pid, port: old.port, sha256: old.sha256, version: old.version)
+        let state = JournalState(
+            serving: serving,
+            swap: phase == .done ? nil : .init(id: context.id, action: context.action, phase: phase, newPort: newPort, newPID: newChild?.pid, stagedSHA256: staged?.sha256))
+        let phaseChanged = context.phaseChanged
+        Task { await phaseChanged(phase) }
+        do {
+            try context.journal.write(state)
+        } catch {
+            context.logger.error("cannot write the state journal: \(error)")
+            if phase != .done && phase != .revert {
+                return .failed(SwapError(.stageFailed, "cannot write the state journal in \(context.journal.directory): \(error)"))
+            }
+        }
+        return nil
+    }
+
+    private func stage() -> SwapMachine.Event {
+        do {
+            let result = try BinaryStager.stage(source: context.source, liveBinary: context.config.app.binary)
+            staged = result
+            progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + (result.sha256 == old.sha256 ? "; note: identical to the running binary" : ""))
+            return .staged
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    private func preflight() async -> SwapMachine.Event {
+        guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
+        let values = ["binary": staged.path]
+        for command in context.config.app.preflight {
+            let argv = command.map { Placeholders.substitute($0, values) }
+            let outcome = await runCommand(argv)
+            guard outcome.succeeded else {
+                return .failed(SwapError(.preflightFailed, "preflight \(outcome.failureDescription)"))
+            }
+            progress(.preflight, "`\(argv.joined(separator: " "))` passed")
+        }
+        if let versionCommand = context.config.app.versionCommand {
+            newVersion = await VersionProbe.version(of: staged.path, command: versionCommand, timeout: context.config.health.startTimeout)
+            if let newVersion { progress(.preflight, "new version: \(newVersion)") }
+        }
+        if context.config.app.preflight.isEmpty && context.config.app.versionCommand == nil {
+            progress(.preflight, "no preflight commands configured")
+        }
+        return .preflightPassed
+    }
+
+    private func startNew() -> SwapMachine.Event {
+        guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
+        if let holder = PortCheck.heldBy(port: newPort) {
+            return .failed(SwapError(.portInUse, "side port \(newPort) is already in use (\(holder)); free it or change [app] ports"))
+        }
+        var environment = ProcessEnvironment.current()
+        for key in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            environment[key] = nil
+        }
+        environment.merge(context.config.app.env) { $1 }
+        environment["PORT"] = String(newPort)
+        let request = SpawnRequest(
+            executable: staged.path, arguments: context.config.app.arguments(port: newPort),
+            environment: environment, workingDirectory: context.config.app.workingDirectory)
+        do {
+            let child = try ProcessSpawner.spawn(request)
+            newChild = child
+            progress(.start, "started the new binary on port \(newPort) (pid \(child.pid))")
+            return .newStarted
+        } catch {
+            return .failed(SwapError(.startFailed, error.description))
+        }
+    }
+
+    private func awaitHealthy() async -> SwapMachine.Event {
+        guard let newChild else { return .failed(SwapError(.startFailed, "no new instance")) }
+        let gate = HealthGate(config: context.config.health)
+        switch await gate.wait(port: newPort, process: newChild) {
+        case .healthy(let probes):
+            progress(.health, "healthy: \(context.config.health.healthyAfter) consecutive good answers from \(gate.probe.url(port: newPort)) (\(probes) probes)")
+            return .newHealthy
+        case .exited(let status):
+            return .failed(SwapError(.appExited, "the new binary \(status) before it became healthy; see its output in the service's log"))
+        case .timedOut(let lastProblem):
+            return .failed(SwapError(.healthTimeout, "the new binary was not healthy within \(context.config.health.startTimeout.humanReadable) (last probe of \(gate.probe.url(port: newPort)): \(lastProblem))"))
+        }
+    }
+
+    private func switchProxy() async -> SwapMachine.Event {
+        let log: @Sendable (String) -> Void = { [weak self] message in
+            guard let self else { return }
+            Task { await self.progress(.switch, message) }
+        }
+        do {
+            try await context.driver.switchUpstream(to: newPort, log: log)
+        } catch {
+            return .failed(error)
+        }
+        // From here the new instance serves: it is the one supervised.
+        if let newChild {
+            await context.runtime.handOver(to: newChild, port: newPort, sha256: staged?.sha256, version: newVersion)
+            handedOver = true
+        }
+        return .switched
+    }
+
+    private func drainOld() async -> SwapMachine.Event {
+        let drainer = ConnectionDrainer(timeout: context.config.drain.timeout)
+        switch await drainer.drain(port: old.port) {
+        case .quiet(let left):
+            progress(.drain, left == 0 ? "old instance has no connections" : "old instance quiet (\(left) idle keep-alive connection\(left == 1 ? "" : "s") left to close)")
+        case .timedOut(let connections):
+            progress(.drain, "old instance still busy after \(context.config.drain.timeout.humanReadable) (\(connections) connections); stopping it anyway")
+        case .unobservable:
+            progress(.drain, "cannot read connection state (sock_diag unavailable); waited one quiet period")
+        }
+        return .drained
+    }
+
+    private func stopOld() async -> SwapMachine.Event {
+        let signal = context.config.app.stopSignal
+        let status = await ProcessStopper.stop(old.process, signal: signal.number, timeout: context.config.app.stopTimeout)
+        switch status {
+        case .stopped(let exit):
+            progress(.stop, "old instance (pid \(old.process.pid)) \(exit) after \(signal.rawValue)")
+        case .killed(let exit):
+            progress(.stop, "old instance (pid \(old.process.pid)) ignored \(signal.rawValue) for \(context.config.app.stopTimeout.humanReadable); sent SIGKILL: \(exit)")
+        case .unkillable:
+            return .failed(SwapError(.commitFailed, "old instance (pid \(old.process.pid)) survived SIGKILL"))
+        }
+        return .oldStopped
+    }
+
+    private func commit() -> SwapMachine.Event {
+        do {
+            try BinaryCommitter.commit(liveBinary: context.config.app.binary)
+        } catch {
+            return .failed(error)
+        }
+        progress(.commit, "\(context.config.app.binary) is the new binary; the previous one is kept as \(BinaryCommitter.backupPath(for: context.config.app.binary))")
+        return .committed
+    }
+
+    private func stopNew() async {
+        guard let newChild else { return }
+        let status = await ProcessStopper.stop(newChild, signal: context.config.app.stopSignal.number, timeout: min(context.config.app.stopTimeout, .seconds(5)))
+        progress(.revert, "stopped the new instance (pid \(newChild.pid)): \(status)")
+    }
+
+    // MARK: - Reporting
+
+    private func progress(_ phase: SwapPhase, _ message: String) {
+        let elapsed = (ContinuousClock.now - started).milliseconds
+        context.logger.info("\(context.action.rawValue) \(phase.rawValue): \(message)", metadata: ["swap.id": "\(context.id)"])
+        context.report(.progress(SwapProgress(phase: phase, message: message, elapsedMS: elapsed)))
+    }
+
+    private func finish(_ outcome: SwapMachine.Outcome) -> SwapResult {
+        let total = (ContinuousClock.now - started).milliseconds
+        let from = BinaryIdentity(sha256: old.sha256, version: old.version)
+        let to = BinaryIdentity(sha256: staged?.sha256, version: newVersion)
+        var result = SwapResult(
+            ok: true, id: context.id, action: context.action, from: from, to: to,
+            pid: handedOver ? newChild?.pid : old.process.pid, port: handedOver ? newPort : old.port,
+            error: nil, failedPhase: nil, phasesMS: phasesMS, totalMS: total)
+        if case .failed(let error, let phase) = outcome {
+            result.ok = false
+            result.error = error
+            result.failedPhase = phase
+            context.logger.error("\(context.action.rawValue) failed in \(phase.rawValue): \(error.message)", metadata: ["swap.id": "\(context.id)", "code": "\(error.code)"])
+        } else {
+            context.logger.notice("\(context.action.rawValue) done in \(total) ms", metadata: ["swap.id": "\(context.id)", "pid": "\(newChild?.pid ?? 0)", "port": "\(newPort)"])
+        }
+        let entry = HistoryEntry(
+            id: context.id, time: Clock.rfc3339Now(), action: context.action, callerUID: context.callerUID,
+            from: from, to: to, result: result.ok ? .ok : .failed, error: result.error, phasesMS: phasesMS, totalMS: total)
+        do {
+            try context.journal.append(entry)
+        } catch {
+            context.logger.error("cannot append to history: \(error)")
+        }
+        return result
+    }
+
+    private func runCommand(_ argv: [String]) async -> CommandOutcome {
+        do {
+            return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), workingDirectory: context.config.app.workingDirectory, timeout: context.config.health.startTimeout)
+        } catch {
+            return CommandOutcome(argv: argv, status: .exited(code: 127), output: error.description, timedOut: false)
+        }
+    }
+}

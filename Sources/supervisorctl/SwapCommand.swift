@@ -1,0 +1,161 @@
+import ArgumentParser
+import Foundation
+import SupervisorCore
+
+struct SwapCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swap",
+        abstract: "Replace the running binary with a new one, with zero failed requests.",
+        discussion: """
+            The new binary is copied beside the live one, started on the idle side
+            port, health-checked, switched in at the proxy, and only then is the
+            old instance drained and stopped. The previous binary is kept as
+            <binary>.bak. If anything fails, the old version keeps serving.
+
+            Progress goes to stderr; --json prints the result object on stdout.
+            Exit codes: 0 swapped; 1 refused or failed (old version still serving);
+            2 command-line error; 3 daemon unreachable; 4 another swap in progress.
+
+            Examples:
+              supervisorctl --name myapp swap /tmp/myapp-v2
+              supervisorctl --name myapp swap ./build/myapp --json | jq .phases_ms
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: ArgumentHelp("The new binary (a relative path is taken from the current directory).", valueName: "path"))
+    var path: String
+
+    @Flag(name: .long, help: "Print the result object as JSON on stdout.")
+    var json = false
+
+    func run() throws {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let body = (try? JSONEncoder().encode(["binary": absolute])).map(Array.init) ?? []
+        try SwapStreamPrinter.execute(
+            title: "swap \(absolute)", endpoint: "/swap", body: body, connection: connection, json: json)
+    }
+}
+
+struct RollbackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback",
+        abstract: "Swap back to the previous binary (<binary>.bak).",
+        discussion: """
+            A rollback is a swap to <binary>.bak through the same gates, so the two
+            files trade places: a second rollback re-applies the newer binary.
+
+            Examples:
+              supervisorctl --name myapp rollback
+              supervisorctl --name myapp rollback --json
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Flag(name: .long, help: "Print the result object as JSON on stdout.")
+    var json = false
+
+    func run() throws {
+        try SwapStreamPrinter.execute(title: "rollback", endpoint: "/rollback", body: [], connection: connection, json: json)
+    }
+}
+
+/// Shows a swap's NDJSON stream as lines a person reads, and maps the result to an exit code.
+enum SwapStreamPrinter {
+    static func execute(title: String, endpoint: String, body: [UInt8], connection: ConnectionOptions, json: Bool) throws {
+        do {
+            let client = ControlClient(socketPath: try connection.socketPath())
+            let terminal = isatty(2) == 1
+            var result: SwapResult?
+            var lastElapsed: Int64 = 0
+            let decoder = JSONDecoder()
+            stderr(terminal ? "\u{1B}[1m\(title)\u{1B}[0m" : title)
+            let response = try client.postStreaming(endpoint, body: body) { line in
+                guard !line.isEmpty else { return }
+                let data = Data(line.utf8)
+                if let progress = try? decoder.decode(SwapProgress.self, from: data) {
+                    let step = progress.elapsedMS - lastElapsed
+                    lastElapsed = progress.elapsedMS
+                    let phase = progress.phase.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
+                    stderr("  \(phase) \(progress.message)  (+\(step) ms)")
+                } else if let parsed = try? decoder.decode(SwapResult.self, from: data) {
+                    result = parsed
+                }
+            }
+            guard response.status == 200 else { throw ControlClient.failure(from: response) }
+            guard let result else {
+                throw CLIFailure(exitCode: 1, message: "the daemon closed the stream without a result; check `supervisorctl status` and the service log")
+            }
+            if json, let encoded = try? jsonEncoder().encode(result) {
+                print(String(decoding: encoded, as: UTF8.self))
+            }
+            if result.ok {
+                stderr(summary(result, terminal: terminal))
+            } else {
+                stderr(failure(result, terminal: terminal))
+                throw ExitCode(1)
+            }
+        } catch let failure as CLIFailure {
+            stderr("supervisorctl: \(failure.message)")
+            if failure.exitCode == 1 {
+                stderr("The previous version is still serving.")
+            }
+            throw ExitCode(failure.exitCode)
+        }
+    }
+
+    static func summary(_ result: SwapResult, terminal: Bool) -> String {
+        let mark = terminal ? "\u{1B}[32m✓\u{1B}[0m" : "ok:"
+        let to = describe(result.to)
+        let phases = SwapPhase.allCases.compactMap { phase -> String? in
+            result.phasesMS[phase.rawValue].map { "\(phase.rawValue) \($0)" }
+        }.joined(separator: ", ")
+        return "\(mark) \(result.action.rawValue) done in \(result.totalMS) ms: now serving \(to) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-"))\n  phases (ms): \(phases)"
+    }
+
+    static func failure(_ result: SwapResult, terminal: Bool) -> String {
+        let mark = terminal ? "\u{1B}[31m✗\u{1B}[0m" : "failed:"
+        let error = result.error
+        var lines = ["\(mark) \(result.action.rawValue) failed in phase \(result.failedPhase?.rawValue ?? "?"): \(error?.message ?? "unknown error") [\(error?.code.rawValue ?? "?")]"]
+        if result.failedPhase == .commit {
+            lines.append("  The new version is serving (pid \(result.pid.map(String.init) ?? "-")), but the binary files were not committed; check the binary's directory.")
+        } else {
+            lines.append("  The previous version is still serving: \(describe(result.from)) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-")).")
+            lines.append("  Next: \(hint(for: error?.code))")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func describe(_ identity: BinaryIdentity) -> String {
+        let sha = identity.sha256.map { "sha256 \($0.prefix(12))" } ?? "unknown binary"
+        if let version = identity.version { return "\(version) (\(sha))" }
+        return sha
+    }
+
+    static func hint(for code: SwapError.Code?) -> String {
+        switch code?.rawValue {
+        case "binary_not_found", "binary_not_regular", "binary_not_executable", "binary_empty":
+            return "check the path you gave (ls -l it); it must be an executable file."
+        case "app_exited", "health_timeout":
+            return "read the new binary's output in the service log (journalctl -u supervisor@NAME), fix it, and swap again."
+        case "port_in_use":
+            return "find what holds the side port (ss -ltnp) and stop it, or change [app] ports."
+        case "preflight_failed":
+            return "run the preflight command by hand against the new binary to see why it fails."
+        case "proxy_write_failed", "proxy_validate_failed", "proxy_reload_failed", "proxy_not_confirmed":
+            return "check the proxy (is it running? does its config validate?) and its admin endpoint; then swap again."
+        default:
+            return "see `supervisorctl status` and the service log."
+        }
+    }
+
+    static func jsonEncoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    static func stderr(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+}
