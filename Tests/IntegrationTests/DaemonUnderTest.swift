@@ -16,17 +16,24 @@ final class DaemonUnderTest {
     private var appPIDsSeen: Set<Int32> = []
 
     struct Options {
+        /// The live binary; nil means demo-app itself.
+        var binary: String? = nil
         var appArgs: [String] = []
         var appEnv: [String: String] = [:]
         var extraApp = ""
         var extraHealth = ""
         var extraControl = ""
+        /// A whole `[proxy]` section (and anything after it).
+        var proxySection = ""
+        var drainTimeout = "5s"
+        /// The two side ports; picked free when nil.
+        var ports: [Int]? = nil
         var stopTimeout = "5s"
         var startTimeout = "10s"
     }
 
     init(_ options: Options = Options()) {
-        ports = FreePort.pick(2)
+        ports = options.ports ?? FreePort.pick(2)
         socket = directory.file("control.sock")
         logPath = directory.file("supervisord.log")
         let args = (["--port", "{port}"] + options.appArgs).map { "\"\($0)\"" }.joined(separator: ", ")
@@ -38,7 +45,7 @@ final class DaemonUnderTest {
             state_dir = "\(directory.file("state"))"
 
             [app]
-            binary = "\(Binaries.demoApp)"
+            binary = "\(options.binary ?? Binaries.demoApp)"
             args = [\(args)]
             env = { \(env) }
             ports = [\(ports[0]), \(ports[1])]
@@ -50,9 +57,14 @@ final class DaemonUnderTest {
             start_timeout = "\(options.startTimeout)"
             \(options.extraHealth)
 
+            [drain]
+            timeout = "\(options.drainTimeout)"
+
             [control]
             socket = "\(socket)"
             \(options.extraControl)
+
+            \(options.proxySection)
             """)
     }
 

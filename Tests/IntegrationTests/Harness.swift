@@ -44,6 +44,8 @@ final class TemporaryDirectory {
 
     func write(_ name: String, _ contents: String, mode: Int = 0o644) -> String {
         let target = file(name)
+        try? FileManager.default.createDirectory(
+            atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: target, contents: Data(contents.utf8), attributes: [.posixPermissions: mode])
         return target
     }
@@ -141,4 +143,31 @@ func httpGet(port: Int, path: String = "/") -> (status: Int, body: String)? {
     var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
     guard let code = lines.popLast().flatMap({ Int($0) }) else { return nil }
     return (code, lines.joined(separator: "\n"))
+}
+
+/// The pids whose parent is `pid` (from /proc), zombies excluded.
+func childPIDs(of pid: Int32) -> [Int32] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { Int32($0) }.filter { candidate in
+        guard let stat = try? String(contentsOfFile: "/proc/\(candidate)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        guard fields.count > 2, fields[0] != "Z", let parent = Int32(fields[1]) else { return false }
+        return parent == pid
+    }
+}
+
+/// Whether something listens on a loopback TCP port.
+func isListening(port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return rc == 0
 }
