@@ -9,6 +9,14 @@ import TOMLKit
 /// checks only a live system can answer (does the binary exist …).
 public enum ConfigLoader {
     public static func load(path: String, environment: [String: String]) -> Result<SupervisorConfig, ConfigProblems> {
+        parse(path: path, environment: environment).flatMap { config in
+            let problems = systemProblems(config)
+            return problems.isEmpty ? .success(config) : .failure(ConfigProblems(problems))
+        }
+    }
+
+    /// TOML and the contract's rules, without looking at this host's files.
+    public static func parse(path: String, environment: [String: String]) -> Result<SupervisorConfig, ConfigProblems> {
         let text: String
         switch readFile(path) {
         case .success(let contents): text = contents
@@ -24,10 +32,7 @@ public enum ConfigLoader {
         } catch {
             return .failure(ConfigProblems([ConfigProblem(key: "config", message: "\(path) is not valid TOML: \(error)")]))
         }
-        return ConfigDecoder.decode(document, environment: environment).flatMap { config in
-            let problems = systemProblems(config)
-            return problems.isEmpty ? .success(config) : .failure(ConfigProblems(problems))
-        }
+        return ConfigDecoder.decode(document, environment: environment)
     }
 
     /// What the pure decoder cannot know: files on this host.
