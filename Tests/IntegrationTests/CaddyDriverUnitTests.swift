@@ -1,0 +1,79 @@
+import Foundation
+import SupervisorCore
+@testable import SupervisorDaemon
+import Testing
+
+/// Pure parts of the Caddy driver: rendering and command construction.
+@Suite struct CaddyDriverUnitTests {
+    func config(_ proxy: [String: ConfigValue]) throws -> SupervisorConfig {
+        let document: [String: ConfigValue] = [
+            "name": .string("x"),
+            "app": .table(["binary": .string("/srv/x/bin/x"), "ports": .array([.integer(8081), .integer(8082)])]),
+            "proxy": .table(proxy),
+        ]
+        return try ConfigDecoder.decode(document).get()
+    }
+
+    @Test func defaultCommandsPassTheAdapterOnlyWhenNeeded() throws {
+        let plain = CaddyFileDriver(config: try config([
+            "kind": .string("caddy"), "upstream_file": .string("/etc/caddy/up"), "config": .string("/etc/caddy/Caddyfile"),
+        ]))
+        #expect(plain.validateCommand == ["caddy", "validate", "--config", "/etc/caddy/Caddyfile"])
+        #expect(plain.reloadCommand == ["caddy", "reload", "--config", "/etc/caddy/Caddyfile", "--address", "127.0.0.1:2019"])
+
+        let renamed = CaddyFileDriver(config: try config([
+            "kind": .string("caddy"), "upstream_file": .string("/etc/caddy/up"), "config": .string("/etc/caddy/site.caddy"),
+            "admin": .string("unix//run/caddy/admin.sock"),
+        ]))
+        #expect(renamed.validateCommand == ["caddy", "validate", "--config", "/etc/caddy/site.caddy", "--adapter", "caddyfile"])
+        #expect(renamed.reloadCommand.suffix(4) == ["--address", "unix//run/caddy/admin.sock", "--adapter", "caddyfile"])
+    }
+
+    @Test func overridesSubstitutePlaceholders() throws {
+        let driver = CaddyFileDriver(config: try config([
+            "kind": .string("caddy"), "upstream_file": .string("/u"), "config": .string("/c/Caddyfile"),
+            "admin": .string("http://127.0.0.1:3000/"),
+            "reload": .array([.string("/usr/local/bin/reload-caddy"), .string("{config}"), .string("{admin}")]),
+        ]))
+        #expect(driver.reloadCommand == ["/usr/local/bin/reload-caddy", "/c/Caddyfile", "127.0.0.1:3000"])
+    }
+
+    @Test func upstreamFileRendersTheTemplate() {
+        let file = UpstreamFile(path: "/tmp/none", template: "to 127.0.0.1:{port}")
+        #expect(file.render(port: 8082) == "to 127.0.0.1:8082\n")
+        let nginx = UpstreamFile(path: "/tmp/none", template: "server 127.0.0.1:{port} max_fails=0;")
+        #expect(nginx.render(port: 9000) == "server 127.0.0.1:9000 max_fails=0;\n")
+    }
+
+    @Test func upstreamFileWritesAndRestores() throws {
+        let scratch = TemporaryDirectory()
+        let file = UpstreamFile(path: scratch.file("sub/upstream"), template: "to 127.0.0.1:{port}")
+        try file.write(port: 8081)
+        #expect(file.routes(to: 8081))
+        let before = file.current()
+        try file.write(port: 8082)
+        #expect(file.routes(to: 8082))
+        file.restore(before)
+        #expect(file.routes(to: 8081))
+        file.restore(nil)
+        #expect(file.current() == nil)
+    }
+
+    @Test func adminEndpoints() {
+        let tcp = AdminEndpoint("http://127.0.0.1:2019")
+        #expect(tcp.caddyAddressFlag == "127.0.0.1:2019")
+        #expect(tcp.unixSocketPath == nil)
+        #expect(tcp.request(path: "/config/", timeout: .seconds(1)).url == "http://127.0.0.1:2019/config/")
+        let unix = AdminEndpoint("unix//run/caddy/admin.sock")
+        #expect(unix.unixSocketPath == "/run/caddy/admin.sock")
+        let request = unix.request(path: "/config/", timeout: .seconds(1))
+        #expect(request.unixSocketPath == "/run/caddy/admin.sock")
+        #expect(request.headers.contains("Host;"), "Caddy 2.6 wants an empty Host on its unix socket")
+    }
+
+    @Test func upstreamAddressesParseTheAdminAnswer() {
+        let body = Array(#"[{"address":"127.0.0.1:8082","num_requests":0,"fails":0}]"#.utf8)
+        #expect(CaddyFileDriver.upstreamAddresses(body) == ["127.0.0.1:8082"])
+        #expect(CaddyFileDriver.upstreamAddresses(Array("garbage".utf8)) == [])
+    }
+}
