@@ -64,11 +64,19 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // What both command-line tools share: exit codes for usage errors.
+        .target(
+            name: "CommandLineSupport",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+
         .executableTarget(
             name: "supervisord",
             dependencies: [
                 "SupervisorDaemon",
                 "SupervisorCore",
+                "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -79,6 +87,7 @@ let package = Package(
             name: "supervisorctl",
             dependencies: [
                 "SupervisorCore",
+                "CommandLineSupport",
                 "SystemBindings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

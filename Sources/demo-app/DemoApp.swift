@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import Foundation
 import NIOCore
 import NIOExtras
 import NIOHTTP1
@@ -10,15 +11,7 @@ import NIOPosix
 @main
 struct DemoApp {
     static func main() {
-        var environment: [String: String] = [:]
-        var entry = environ
-        while let pointer = entry.pointee {
-            let text = String(cString: pointer)
-            if let equals = text.firstIndex(of: "=") {
-                environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            entry += 1
-        }
+        let environment = ProcessInfo.processInfo.environment
 
         let options: DemoOptions
         switch DemoOptions.parse(Array(CommandLine.arguments.dropFirst()), environment: environment) {

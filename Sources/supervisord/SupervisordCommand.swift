@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import CommandLineSupport
 import Logging
 import SupervisorCore
 import SupervisorDaemon

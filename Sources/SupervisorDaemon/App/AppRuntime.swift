@@ -81,7 +81,7 @@ public actor AppRuntime {
         return StatusReport(
             name: config.name, phase: machine.phase, pid: pid, port: port, binary: config.app.binary,
             sha256: binarySHA256, version: binaryVersion,
-            startedAt: pid == nil ? nil : processStartedWall.map(Self.rfc3339),
+            startedAt: pid == nil ? nil : processStartedWall.map { Clock.rfc3339($0, milliseconds: false) },
             uptimeSeconds: pid == nil ? nil : uptime, restarts: machine.restarts,
             lastExit: machine.lastExit, proxy: proxy, supervisorPID: getpid())
     }
@@ -114,7 +114,7 @@ public actor AppRuntime {
         binaryVersion = version
         process = child
         processStarted = .now
-        processStartedWall = Self.wallClock()
+        processStartedWall = Clock.now()
         binarySHA256 = sha256
         handle(.handedOver(pid: child.pid, port: port))
         watchExit(of: child)
@@ -199,20 +199,12 @@ public actor AppRuntime {
     }
 
     private func spawn(port: Int) {
-        var environment = ProcessEnvironment.current()
-        for key in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            environment[key] = nil
-        }
-        environment.merge(config.app.env) { $1 }
-        environment["PORT"] = String(port)
-        let request = SpawnRequest(
-            executable: config.app.binary, arguments: config.app.arguments(port: port),
-            environment: environment, workingDirectory: config.app.workingDirectory)
+        let request = ProcessEnvironment.appSpawnRequest(executable: config.app.binary, config: config.app, port: port)
         do {
             let child = try ProcessSpawner.spawn(request)
             process = child
             processStarted = .now
-            processStartedWall = Self.wallClock()
+            processStartedWall = Clock.now()
             logger.info("started app", metadata: ["pid": "\(child.pid)", "port": "\(port)", "binary": "\(config.app.binary)"])
             watchExit(of: child)
             handle(.spawned(pid: child.pid))
@@ -245,24 +237,24 @@ public actor AppRuntime {
             break  // the exit watcher reports it
         }
     }
-
-    static func wallClock() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-    }
-
-    static func rfc3339(_ seconds: Double) -> String {
-        var moment = tm()
-        var whole = time_t(seconds)
-        gmtime_r(&whole, &moment)
-        var buffer = [CChar](repeating: 0, count: 32)
-        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &moment)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
 }
 
 public enum ProcessEnvironment {
+    /// How an app instance is started: the daemon's environment without
+    /// systemd's per-process variables (they describe the daemon, not the
+    /// app), plus `[app] env` and `PORT`.
+    static func appSpawnRequest(executable: String, config: AppConfig, port: Int) -> SpawnRequest {
+        var environment = current()
+        for key in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            environment[key] = nil
+        }
+        environment.merge(config.env) { $1 }
+        environment["PORT"] = String(port)
+        return SpawnRequest(
+            executable: executable, arguments: config.arguments(port: port),
+            environment: environment, workingDirectory: config.workingDirectory)
+    }
+
     public static func current() -> [String: String] {
         var environment: [String: String] = [:]
         var entry = environ

@@ -54,16 +54,5 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
-    static func timestamp() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        var moment = tm()
-        var seconds = now.tv_sec
-        gmtime_r(&seconds, &moment)
-        var buffer = [CChar](repeating: 0, count: 32)
-        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &moment)
-        let millis = now.tv_nsec / 1_000_000
-        let prefix = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return prefix + "." + String(repeating: "0", count: millis < 10 ? 2 : millis < 100 ? 1 : 0) + String(millis) + "Z"
-    }
+    static func timestamp() -> String { Clock.rfc3339Now() }
 }

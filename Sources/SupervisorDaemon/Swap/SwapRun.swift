@@ -155,15 +155,7 @@ actor SwapRun {
         if let holder = PortCheck.heldBy(port: newPort) {
             return .failed(SwapError(.portInUse, "side port \(newPort) is already in use (\(holder)); free it or change [app] ports"))
         }
-        var environment = ProcessEnvironment.current()
-        for key in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            environment[key] = nil
-        }
-        environment.merge(context.config.app.env) { $1 }
-        environment["PORT"] = String(newPort)
-        let request = SpawnRequest(
-            executable: staged.path, arguments: context.config.app.arguments(port: newPort),
-            environment: environment, workingDirectory: context.config.app.workingDirectory)
+        let request = ProcessEnvironment.appSpawnRequest(executable: staged.path, config: context.config.app, port: newPort)
         do {
             let child = try ProcessSpawner.spawn(request)
             newChild = child

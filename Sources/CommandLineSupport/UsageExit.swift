@@ -6,7 +6,7 @@ import ArgumentParser
 extension ParsableCommand {
     /// Parses and runs, with command-line errors exiting 2 (DESIGN.md's code
     /// for "found before contacting the daemon") rather than sysexits' 64.
-    static func mainExitingTwoOnUsageErrors() async {
+    public static func mainExitingTwoOnUsageErrors() async {
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
