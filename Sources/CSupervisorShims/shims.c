@@ -107,7 +107,7 @@ static void write_pid_digits(char *slot, pid_t pid) {
 static void child_exec(const char *path, char *const argv[], char *const envp[],
                        const char *working_directory,
                        const int *keep_fds, int n_keep_fds,
-                       char *listen_pid_slot, int stdio_fd, int new_session, int report_fd) {
+                       char *listen_pid_slot, int stdout_fd, int stderr_fd, int new_session, int report_fd) {
     int err = 0;
     sigset_t empty;
     sigemptyset(&empty);
@@ -118,13 +118,14 @@ static void child_exec(const char *path, char *const argv[], char *const envp[],
     sigprocmask(SIG_SETMASK, &empty, NULL);
 
     if (new_session && setsid() < 0) { err = errno; goto fail; }
-    if (stdio_fd >= 0) {
+    if (stdout_fd >= 0) {
         int null_fd = open("/dev/null", O_RDONLY);
         if (null_fd < 0) { err = errno; goto fail; }
         if (dup2(null_fd, 0) < 0) { err = errno; goto fail; }
         if (null_fd != 0) close(null_fd);
-        if (dup2(stdio_fd, 1) < 0 || dup2(stdio_fd, 2) < 0) { err = errno; goto fail; }
+        if (dup2(stdout_fd, 1) < 0) { err = errno; goto fail; }
     }
+    if (stderr_fd >= 0 && dup2(stderr_fd, 2) < 0) { err = errno; goto fail; }
     if (working_directory != NULL && chdir(working_directory) != 0) { err = errno; goto fail; }
 
     /* Move kept fds above the range we will fill, then dup them into 3, 4, ... */
@@ -164,7 +165,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  const char *working_directory,
                  const int *keep_fds, int n_keep_fds,
                  char *listen_pid_slot,
-                 int stdio_fd, int new_session,
+                 int stdout_fd, int stderr_fd, int new_session,
                  int *error_out) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -180,7 +181,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
     }
     if (pid == 0) {
         close(pipefd[0]);
-        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdio_fd, new_session, pipefd[1]);
+        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdout_fd, stderr_fd, new_session, pipefd[1]);
     }
     close(pipefd[1]);
     int child_errno = 0;

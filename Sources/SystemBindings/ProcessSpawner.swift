@@ -15,15 +15,18 @@ public struct SpawnRequest: Sendable {
     public var setListenPID: Bool
     /// When set, the child's stdout and stderr (stdin is /dev/null); else all are inherited.
     public var outputDescriptor: Int32?
+    /// When set, the child's stderr, overriding `outputDescriptor` for it.
+    public var errorDescriptor: Int32?
     /// Start in a new session (setsid): apps yes, short commands no.
     public var newSession: Bool
 
     public init(
         executable: String, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String? = nil, passedDescriptors: [Int32] = [], setListenPID: Bool = false,
-        outputDescriptor: Int32? = nil, newSession: Bool = true
+        outputDescriptor: Int32? = nil, errorDescriptor: Int32? = nil, newSession: Bool = true
     ) {
         self.outputDescriptor = outputDescriptor
+        self.errorDescriptor = errorDescriptor
         self.newSession = newSession
         self.executable = executable
         self.arguments = arguments
@@ -75,7 +78,8 @@ public enum ProcessSpawner {
                     csup_spawn(
                         request.executable, argvPointer.baseAddress, envPointer.baseAddress,
                         request.workingDirectory, fds.baseAddress, Int32(fds.count), slot,
-                        request.outputDescriptor ?? -1, request.newSession ? 1 : 0, &error)
+                        request.outputDescriptor ?? -1, request.errorDescriptor ?? request.outputDescriptor ?? -1,
+                        request.newSession ? 1 : 0, &error)
                 }
             }
         }

@@ -11,19 +11,18 @@ extension UnderLoad {
     struct CaddySwapFailureTests {
         enum BadInput: String, CaseIterable, CustomTestStringConvertible {
             case nonexistentPath, directory, notExecutable, emptyFile, crashesAtStart, neverHealthy
-            case slowerThanStartTimeout, sidePortHeld, adminUnreachable, caddyfileFailsValidation
+            case slowerThanStartTimeout, sidePortHeld
             var testDescription: String { rawValue }
         }
 
         init() throws {
-            try #require(CaddyUnderTest.isInstalled, "caddy is not installed: run scripts/test.sh, which installs it")
+            try #require(ProxyKindUnderTest.caddy.isInstalled, "caddy is not installed: run scripts/test.sh, which installs it")
             try #require(LoadGenerator.isInstalled, "wrk is not installed: run scripts/test.sh, which installs it")
         }
 
         @Test(arguments: BadInput.allCases)
         func badInputLeavesTheOldVersionServing(_ input: BadInput) throws {
-            let unreachableAdmin = input == .adminUnreachable ? "http://127.0.0.1:\(FreePort.pick()[0])" : nil
-            let stack = try CaddyStack(options: { $0.startTimeout = "2s" }, admin: unreachableAdmin)
+            let stack = try ProxyStack(.caddy, options: { $0.startTimeout = "2s" })
             let before = try #require(stack.daemon.waitUntilRunning(), "log:\n\(stack.daemon.log)")
             #expect(stack.serves("v1"))
             let v1Bytes = stack.bytes(stack.live)
@@ -58,18 +57,10 @@ extension UnderLoad {
                 holder = listenOn(port: stack.daemon.ports[1])
                 path = stack.version("v2")
                 expectedCode = "port_in_use"
-            case .adminUnreachable:
-                path = stack.version("v2")
-                expectedCode = "proxy_reload_failed"
-            case .caddyfileFailsValidation:
-                let broken = (try String(contentsOfFile: stack.caddy.caddyfile, encoding: .utf8)) + "\nnot_a_directive {\n"
-                try broken.write(toFile: stack.caddy.caddyfile, atomically: true, encoding: .utf8)
-                path = stack.version("v2")
-                expectedCode = "proxy_validate_failed"
             }
-            let upstreamBefore = stack.bytes(stack.caddy.upstreamFile)
+            let upstreamBefore = stack.bytes((stack.proxy as! CaddyUnderTest).upstreamFile)
 
-            let load = try LoadGenerator(port: stack.caddy.listenPort)
+            let load = try LoadGenerator(port: stack.proxy.listenPort)
             let (result, json) = try stack.swap(path)
             let report = load.finish()
             print("LOAD caddy bad input \(input.rawValue): \(report)")
@@ -77,12 +68,12 @@ extension UnderLoad {
             #expect(result.exitCode == 1, "\(result.stderr)")
             #expect((json?["error"] as? [String: Any])?["code"] as? String == expectedCode, "stdout: \(result.stdout)\nstderr: \(result.stderr)")
             #expect(result.stderr.contains("previous version is still serving"), "\(result.stderr)")
-            #expect(stack.caddy.servedVersion() == "v1")
+            #expect(stack.proxy.servedVersion() == "v1")
             #expect(report.non2xx == 0, "\(report)")
             #expect(report.socketErrors == 0, "no reload happened, so no proxy-side resets either: \(report)")
             #expect(stack.bytes(stack.live) == v1Bytes, "live binary untouched")
             #expect(!FileManager.default.fileExists(atPath: stack.live + ".bak"))
-            #expect(stack.bytes(stack.caddy.upstreamFile) == upstreamBefore, "upstream file restored")
+            #expect(stack.bytes((stack.proxy as! CaddyUnderTest).upstreamFile) == upstreamBefore, "upstream file restored")
             stack.expectNothingStray()
             let after = try #require(stack.daemon.status())
             #expect(after["pid"] as? Int == before["pid"] as? Int, "the serving instance never changed")

@@ -12,7 +12,7 @@ final class DaemonUnderTest {
     let socket: String
     let configPath: String
     let logPath: String
-    private(set) var process: Process?
+    private(set) var process: TestProcess?
     private var appPIDsSeen: Set<Int32> = []
 
     struct Options {
@@ -76,20 +76,10 @@ final class DaemonUnderTest {
         env.removeValue(forKey: "NOTIFY_SOCKET")
         env.removeValue(forKey: "JOURNAL_STREAM")
         env.merge(environment) { $1 }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binaries.supervisord)
-        process.arguments = ["--config", configPath, "--log-level", "debug"]
-        process.environment = env
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath)!
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        self.process = process
+        process = try TestProcess(Binaries.supervisord, ["--config", configPath, "--log-level", "debug"], environment: env, stdout: logPath)
     }
 
-    var pid: Int32 { process?.processIdentifier ?? -1 }
+    var pid: Int32 { process?.pid ?? -1 }
 
     /// Status as JSON, or nil when the daemon does not answer.
     func status() -> [String: Any]? {
@@ -116,19 +106,22 @@ final class DaemonUnderTest {
     /// Sends `signal` and waits for the daemon to exit; returns its exit code.
     @discardableResult
     func terminate(_ signal: Int32 = SIGTERM, timeout: TimeInterval = 30) -> Int32? {
-        guard let process, process.isRunning else { return process?.terminationStatus }
-        kill(process.processIdentifier, signal)
-        guard eventually(timeout: timeout, { !process.isRunning }) else { return nil }
-        return process.terminationStatus
+        guard let process else { return nil }
+        guard process.isRunning else { return process.exitCode }
+        process.signal(signal)
+        guard process.waitForExit(timeout: timeout) else { return nil }
+        return process.exitCode
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    /// Kills the daemon and every app pid it reported, if still alive.
+    /// Stops the daemon as systemd would (SIGTERM: it stops its app), then
+    /// kills anything left: the daemon and every app pid it ever reported.
+    /// The app outlives a killed daemon by design, so this matters.
     func stop() {
         if let process, process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            _ = status()  // learn the current app pid
+            process.stop(SIGTERM, grace: 15)
         }
         for pid in appPIDsSeen where processExists(pid) {
             kill(pid, SIGKILL)

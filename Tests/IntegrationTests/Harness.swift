@@ -87,33 +87,19 @@ struct CommandResult {
 enum Command {
     /// Runs a command, killing it if it outlives `timeout` (a hang is a failure, not a wait).
     static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: TimeInterval = 30) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
         // Output goes to files, not pipes: nothing to drain while we wait.
         let scratch = TemporaryDirectory("command")
         let outPath = scratch.file("stdout"), errPath = scratch.file("stderr")
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: outPath)
-        process.standardError = FileHandle(forWritingAtPath: errPath)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(5_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        let process = try TestProcess(executable, arguments, environment: environment, stdout: outPath, stderr: errPath)
+        if !process.waitForExit(timeout: timeout) {
+            process.signal(SIGKILL)
+            process.waitForExit(timeout: 10)
             Issue.record("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)s")
         }
-        process.waitUntilExit()
-        let stdoutData = FileManager.default.contents(atPath: outPath) ?? Data()
-        let stderrData = FileManager.default.contents(atPath: errPath) ?? Data()
         return CommandResult(
-            exitCode: process.terminationStatus,
-            stdout: String(decoding: stdoutData, as: UTF8.self),
-            stderr: String(decoding: stderrData, as: UTF8.self))
+            exitCode: process.exitCode ?? -1,
+            stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
     }
 }
 

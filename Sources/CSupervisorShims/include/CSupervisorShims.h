@@ -39,8 +39,9 @@ int csup_user_in_group(uid_t uid, gid_t gid, gid_t group);
  * No parent-death signal: the child outlives the supervisor.
  * Signal mask and dispositions are reset in the child, every fd >= 3 except
  * those in `keep_fds` (which become 3, 4, ... in order) is closed.
- * If stdio_fd >= 0 it becomes stdout and stderr and stdin is /dev/null
- * (commands whose output the supervisor reads); else all three are inherited.
+ * If stdout_fd >= 0 it becomes stdout and stdin is /dev/null (commands whose
+ * output the supervisor reads); if stderr_fd >= 0 it becomes stderr.
+ * Otherwise they are inherited.
  * If `listen_pid_slot` is not NULL it points into envp's storage at a
  * "LISTEN_PID=" entry with room for the digits: the child writes its own pid
  * there before execve (async-signal-safe work only).
@@ -51,7 +52,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  const char *working_directory,
                  const int *keep_fds, int n_keep_fds,
                  char *listen_pid_slot,
-                 int stdio_fd, int new_session,
+                 int stdout_fd, int stderr_fd, int new_session,
                  int *error_out);
 
 /* Activity of established TCP connections whose local port is `port`

@@ -13,10 +13,11 @@ public struct CaddyFileDriver: ProxyDriver {
     let upstream: UpstreamFile
     let configPath: String
     let admin: AdminEndpoint
-    let validateCommand: [String]
-    let reloadCommand: [String]
-    let commandTimeout: Duration
+    let commands: ProxyCommands
     let confirmTimeout: Duration
+
+    var validateCommand: [String] { commands.validate }
+    var reloadCommand: [String] { commands.reload }
 
     public init(config: SupervisorConfig) {
         let proxy = config.proxy
@@ -25,11 +26,11 @@ public struct CaddyFileDriver: ProxyDriver {
         admin = AdminEndpoint(proxy.admin ?? "http://127.0.0.1:2019")
         let adapter = Self.needsAdapterFlag(configPath) ? ["--adapter", "caddyfile"] : []
         let values = ["config": configPath, "admin": admin.caddyAddressFlag]
-        validateCommand = (proxy.validate ?? ["caddy", "validate", "--config", "{config}"] + adapter)
-            .map { Placeholders.substitute($0, values) }
-        reloadCommand = (proxy.reload ?? ["caddy", "reload", "--config", "{config}", "--address", "{admin}"] + adapter)
-            .map { Placeholders.substitute($0, values) }
-        commandTimeout = .seconds(30)
+        commands = ProxyCommands(
+            validate: (proxy.validate ?? ["caddy", "validate", "--config", "{config}"] + adapter)
+                .map { Placeholders.substitute($0, values) },
+            reload: (proxy.reload ?? ["caddy", "reload", "--config", "{config}", "--address", "{admin}"] + adapter)
+                .map { Placeholders.substitute($0, values) })
         confirmTimeout = max(config.drain.timeout, .seconds(2))
     }
 
@@ -42,30 +43,8 @@ public struct CaddyFileDriver: ProxyDriver {
     }
 
     public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
-        let previous = upstream.current()
-        try upstream.write(port: port)
-        log("wrote \(upstream.path): \(upstream.render(port: port).trimmingCharacters(in: .whitespacesAndNewlines))")
-
-        let validated = await run(validateCommand)
-        guard validated.succeeded else {
-            upstream.restore(previous)
-            throw SwapError(.proxyValidateFailed, "caddy rejected the config: \(validated.failureDescription); upstream file restored")
-        }
-        log("validated \(configPath)")
-
-        let reloaded = await run(reloadCommand)
-        guard reloaded.succeeded else {
-            upstream.restore(previous)
-            let again = await run(reloadCommand)
-            throw SwapError(.proxyReloadFailed, "caddy reload failed: \(reloaded.failureDescription); upstream file restored\(again.succeeded ? " and reloaded" : " (reload after restore failed too: is Caddy running?)")")
-        }
-        log("reloaded caddy")
-
-        if let problem = await confirm(port: port) {
-            upstream.restore(previous)
-            let again = await run(reloadCommand)
-            throw SwapError(.proxyNotConfirmed, "caddy did not confirm the switch to 127.0.0.1:\(port): \(problem); upstream file restored\(again.succeeded ? " and reloaded" : "")")
-        }
+        let change = FileSwitch(proxyName: "caddy", upstream: upstream, commands: commands)
+        try await change.perform(port: port, log: log, prepare: {}, confirm: { await self.confirm(port: port) })
         log("caddy routes to 127.0.0.1:\(port) (confirmed by \(admin.display)/reverse_proxy/upstreams)")
     }
 
@@ -105,14 +84,6 @@ public struct CaddyFileDriver: ProxyDriver {
         struct Upstream: Decodable { let address: String }
         let list = (try? JSONDecoder().decode([Upstream].self, from: Data(body))) ?? []
         return Set(list.map(\.address))
-    }
-
-    private func run(_ argv: [String]) async -> CommandOutcome {
-        do {
-            return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), timeout: commandTimeout)
-        } catch {
-            return CommandOutcome(argv: argv, status: .exited(code: 127), output: error.description, timedOut: false)
-        }
     }
 }
 

@@ -20,22 +20,19 @@ public protocol ProxyDriver: Sendable {
 public enum ProxyDrivers {
     public static func make(for config: SupervisorConfig) -> any ProxyDriver {
         switch config.proxy.kind {
-        case .caddy:
-            return CaddyFileDriver(config: config)
-        case .none, .caddyAPI, .nginx:
-            // caddy-api and nginx drivers: see the nginx/caddy-api issue; until
-            // then they behave as "none" and say so at start.
-            return NoProxyDriver(kind: config.proxy.kind)
+        case .caddy: CaddyFileDriver(config: config)
+        case .caddyAPI: CaddyAPIDriver(config: config)
+        case .nginx: NginxDriver(config: config)
+        case .none: NoProxyDriver()
         }
     }
 }
 
 /// `kind = "none"`: nothing in front to reload.
 public struct NoProxyDriver: ProxyDriver {
-    let kind: ProxyKind
-    public var summary: String { kind == .none ? "none" : "\(kind.rawValue) (not implemented yet: not reloaded)" }
+    public var summary: String { "none" }
     public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
-        log("no proxy to switch (proxy kind \"\(kind.rawValue)\")")
+        log("no proxy to switch (proxy kind \"none\")")
     }
     public func ensureUpstream(port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {}
 }

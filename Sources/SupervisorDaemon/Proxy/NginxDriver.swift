@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SupervisorCore
+import SystemBindings
+
+/// `kind = "nginx"`: the nginx config includes the upstream file inside
+/// `upstream NAME { include …; keepalive …; }`. A switch writes the file,
+/// runs `nginx -t`, `nginx -s reload`, and confirms from /proc.
+///
+/// `nginx -s reload` only signals the master and exits 0 even when applying
+/// fails, and old workers keep accepting for ~100–150 ms after it. So the
+/// switch counts as confirmed when the master has forked a new generation of
+/// workers *and* every worker that existed before the reload has exited; no
+/// new workers within the timeout means the reload did not take: revert.
+public struct NginxDriver: ProxyDriver {
+    let upstream: UpstreamFile
+    let configPath: String?
+    let pidFile: String
+    let commands: ProxyCommands
+    let confirmTimeout: Duration
+
+    public init(config: SupervisorConfig) {
+        let proxy = config.proxy
+        upstream = UpstreamFile(path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate)
+        configPath = proxy.config
+        let configFlag = proxy.config.map { ["-c", $0] } ?? []
+        let values = ["config": proxy.config ?? "", "admin": ""]
+        commands = ProxyCommands(
+            validate: (proxy.validate ?? ["nginx"] + configFlag + ["-t", "-q"]).map { Placeholders.substitute($0, values) },
+            reload: (proxy.reload ?? ["nginx"] + configFlag + ["-s", "reload"]).map { Placeholders.substitute($0, values) })
+        pidFile = proxy.pidFile ?? Self.pidFile(fromConfig: proxy.config) ?? "/run/nginx.pid"
+        confirmTimeout = max(config.drain.timeout, .seconds(2))
+    }
+
+    public var summary: String { "nginx (\(configPath ?? "default config"), upstream file \(upstream.path))" }
+
+    public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+        let change = FileSwitch(proxyName: "nginx", upstream: upstream, commands: commands)
+        try await change.perform(
+            port: port, log: log,
+            prepare: { () -> (master: Int32, workers: Set<Int32>)? in
+                guard let master = masterPID() else { return nil }
+                return (master, ProcessTable.children(of: master))
+            },
+            confirm: { before in
+                guard let before else { return "no running nginx master (pid file \(pidFile))" }
+                return await confirmNewGeneration(master: before.master, oldWorkers: before.workers, log: log)
+            })
+    }
+
+    public func ensureUpstream(port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+        if upstream.routes(to: port) {
+            log("nginx upstream file already routes to 127.0.0.1:\(port)")
+            return
+        }
+        try await switchUpstream(to: port, log: log)
+    }
+
+    func masterPID() -> Int32? {
+        guard let bytes = AtomicFile.read(pidFile),
+            let pid = Int32(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)),
+            pid > 0, kill(pid, 0) == 0
+        else { return nil }
+        return pid
+    }
+
+    /// Nil once a new generation runs and the old one is gone; else what is missing.
+    func confirmNewGeneration(master: Int32, oldWorkers: Set<Int32>, log: @Sendable (String) -> Void) async -> String? {
+        let deadline = ContinuousClock.now + confirmTimeout
+        var sawNew = false
+        var lastChildren: Set<Int32> = []
+        while ContinuousClock.now < deadline {
+            let children = ProcessTable.children(of: master)
+            lastChildren = children
+            let fresh = children.subtracting(oldWorkers)
+            let lingering = children.intersection(oldWorkers)
+            if !fresh.isEmpty && !sawNew {
+                sawNew = true
+                log("nginx master \(master) started \(fresh.count) new worker\(fresh.count == 1 ? "" : "s")")
+            }
+            if sawNew && lingering.isEmpty {
+                log("nginx's previous workers have exited: the new upstream is the only one in use")
+                return nil
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if !sawNew {
+            return "the master (pid \(master)) started no new workers within \(confirmTimeout.humanReadable): the reload did not take (see nginx's error log)"
+        }
+        return "old workers \(lastChildren.intersection(oldWorkers).sorted()) still running after \(confirmTimeout.humanReadable) (raise worker_shutdown_timeout's bound or [drain] timeout)"
+    }
+
+    /// The `pid` directive of an nginx config, if it has one at top level.
+    static func pidFile(fromConfig path: String?) -> String? {
+        guard let path, let bytes = AtomicFile.read(path) else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ";" })
+            if words.count >= 2, words[0] == "pid" { return String(words[1]) }
+        }
+        return nil
+    }
+}
+
+/// Parent/child relations read from /proc.
+enum ProcessTable {
+    static func children(of parent: Int32) -> Set<Int32> {
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        var result: Set<Int32> = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), let stat = AtomicFile.read("/proc/\(pid)/stat") else { continue }
+            let text = String(decoding: stat, as: UTF8.self)
+            guard let close = text.lastIndex(of: ")") else { continue }
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            // fields[0] is the state, fields[1] the parent pid.
+            guard fields.count > 2, fields[0] != "Z", Int32(fields[1]) == parent else { continue }
+            result.insert(pid)
+        }
+        return result
+    }
+}

@@ -1,0 +1,63 @@
+import SupervisorCore
+import SystemBindings
+
+/// Runs a driver's validate and reload commands (argv, with a timeout).
+struct ProxyCommands: Sendable {
+    let validate: [String]
+    let reload: [String]
+    var timeout: Duration = .seconds(30)
+
+    func runValidate() async -> CommandOutcome { await run(validate) }
+    func runReload() async -> CommandOutcome { await run(reload) }
+
+    func run(_ argv: [String]) async -> CommandOutcome {
+        do {
+            return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), timeout: timeout)
+        } catch {
+            return CommandOutcome(argv: argv, status: .exited(code: 127), output: error.description, timedOut: false)
+        }
+    }
+}
+
+/// The file-based switch every file driver shares: write, validate, reload,
+/// confirm; on any failure put the old file back (and reload again when the
+/// proxy may already have loaded the new one).
+struct FileSwitch: Sendable {
+    let proxyName: String
+    let upstream: UpstreamFile
+    let commands: ProxyCommands
+
+    /// `prepare` runs just before the reload (nginx records its workers);
+    /// `confirm` returns nil when the proxy runs the new upstream, else why not.
+    func perform<Token: Sendable>(
+        port: Int, log: @Sendable (String) -> Void,
+        prepare: () async -> Token,
+        confirm: (Token) async -> String?
+    ) async throws(SwapError) {
+        let previous = upstream.current()
+        try upstream.write(port: port)
+        log("wrote \(upstream.path): \(upstream.render(port: port).trimmingCharacters(in: .whitespacesAndNewlines))")
+
+        let validated = await commands.runValidate()
+        guard validated.succeeded else {
+            upstream.restore(previous)
+            throw SwapError(.proxyValidateFailed, "\(proxyName) rejected the config: \(validated.failureDescription); upstream file restored")
+        }
+        log("validated: `\(commands.validate.joined(separator: " "))`")
+
+        let token = await prepare()
+        let reloaded = await commands.runReload()
+        guard reloaded.succeeded else {
+            upstream.restore(previous)
+            let again = await commands.runReload()
+            throw SwapError(.proxyReloadFailed, "\(proxyName) reload failed: \(reloaded.failureDescription); upstream file restored\(again.succeeded ? " and reloaded" : " (reloading it failed too: is \(proxyName) running?)")")
+        }
+        log("reloaded: `\(commands.reload.joined(separator: " "))`")
+
+        if let problem = await confirm(token) {
+            upstream.restore(previous)
+            let again = await commands.runReload()
+            throw SwapError(.proxyNotConfirmed, "\(proxyName) did not confirm the switch to 127.0.0.1:\(port): \(problem); upstream file restored\(again.succeeded ? " and reloaded" : "")")
+        }
+    }
+}
