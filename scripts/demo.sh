@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine, with real Caddy and real load:
-#   supervisord runs demo-app v1 behind Caddy; wrk sends requests through
-#   Caddy the whole time; `supervisorctl swap` upgrades to v2, then
+# The main job, end to end on this machine, with a real proxy and real load:
+#   supervisord runs demo-app v1 behind the proxy; wrk sends requests through
+#   it the whole time; `supervisorctl swap` upgrades to v2, then
 #   `supervisorctl rollback` goes back to v1. It prints what happened
 #   (requests served, failed requests, time per phase) and stops everything
 #   it started.
+#
+# Usage: scripts/demo.sh [--proxy caddy|caddy-api|nginx]   (default: caddy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
+
+PROXY=caddy
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --proxy) PROXY="${2:-}"; shift 2 ;;
+        --proxy=*) PROXY="${1#--proxy=}"; shift ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        *) echo "demo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$PROXY" in
+    caddy|caddy-api|nginx) ;;
+    *) echo "demo.sh: --proxy must be caddy, caddy-api or nginx, not \"$PROXY\"" >&2; exit 2 ;;
+esac
 
 ensure_swift
 ensure_packages "${SUPERVISOR_APT_PACKAGES[@]}"
@@ -41,14 +57,17 @@ read -r PORT_A PORT_B PROXY_PORT ADMIN_PORT < <(free_ports 4)
 
 # The "binaries": v1 and v2 of demo-app (v2 takes half a second to start
 # listening, so switching before it is healthy would show as errors).
-mkdir -p "$WORK/bin" "$WORK/release" "$WORK/caddy"
+mkdir -p "$WORK/bin" "$WORK/release"
 cp "$BIN/demo-app" "$WORK/demo-app"
 printf '#!/bin/sh\nexec %s --version-tag v1 "$@"\n' "$WORK/demo-app" > "$WORK/bin/app"
 printf '#!/bin/sh\nexec %s --version-tag v2 --start-delay-ms 500 "$@"\n' "$WORK/demo-app" > "$WORK/release/app-v2"
 chmod 755 "$WORK/bin/app" "$WORK/release/app-v2"
 
-echo "to 127.0.0.1:$PORT_A" > "$WORK/caddy/upstream"
-cat > "$WORK/caddy/Caddyfile" <<CADDY
+mkdir -p "$WORK/proxy"
+case "$PROXY" in
+caddy)
+    echo "to 127.0.0.1:$PORT_A" > "$WORK/proxy/upstream"
+    cat > "$WORK/proxy/Caddyfile" <<CADDY
 {
 	admin 127.0.0.1:$ADMIN_PORT
 	auto_https off
@@ -56,12 +75,74 @@ cat > "$WORK/caddy/Caddyfile" <<CADDY
 }
 :$PROXY_PORT {
 	reverse_proxy {
-		import $WORK/caddy/upstream
+		import $WORK/proxy/upstream
 		lb_try_duration 2s
 		lb_try_interval 50ms
 	}
 }
 CADDY
+    PROXY_TOML="kind = \"caddy\"
+upstream_file = \"$WORK/proxy/upstream\"
+config = \"$WORK/proxy/Caddyfile\"
+admin = \"http://127.0.0.1:$ADMIN_PORT\""
+    PROXY_CMD=(caddy run --config "$WORK/proxy/Caddyfile" --adapter caddyfile)
+    ;;
+caddy-api)
+    cat > "$WORK/proxy/caddy.json" <<JSON
+{"admin": {"listen": "127.0.0.1:$ADMIN_PORT"},
+ "apps": {"http": {"grace_period": "2s", "servers": {"demo": {
+   "listen": [":$PROXY_PORT"], "automatic_https": {"disable": true},
+   "routes": [{"handle": [{"handler": "reverse_proxy",
+     "upstreams": [{"@id": "demo-upstream", "dial": "127.0.0.1:$PORT_A"}],
+     "load_balancing": {"try_duration": "2s", "try_interval": "50ms"}}]}]}}}}}
+JSON
+    PROXY_TOML="kind = \"caddy-api\"
+admin = \"http://127.0.0.1:$ADMIN_PORT\"
+upstream_id = \"demo-upstream\""
+    PROXY_CMD=(caddy run --config "$WORK/proxy/caddy.json")
+    ;;
+nginx)
+    echo "server 127.0.0.1:$PORT_A;" > "$WORK/proxy/upstream.conf"
+    mkdir -p "$WORK/proxy/tmp" && chmod 777 "$WORK/proxy/tmp"
+    cat > "$WORK/proxy/nginx.conf" <<NGINX
+daemon off;
+pid $WORK/proxy/nginx.pid;
+error_log $WORK/proxy/error.log notice;
+worker_processes 2;
+worker_shutdown_timeout 10s;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/proxy/tmp/body;
+    proxy_temp_path $WORK/proxy/tmp/proxy;
+    fastcgi_temp_path $WORK/proxy/tmp/fastcgi;
+    uwsgi_temp_path $WORK/proxy/tmp/uwsgi;
+    scgi_temp_path $WORK/proxy/tmp/scgi;
+    upstream demo {
+        include $WORK/proxy/upstream.conf;
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        location / {
+            proxy_pass http://demo;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout;
+        }
+    }
+}
+NGINX
+    NGINX=(nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" -e "$WORK/proxy/error.log")
+    PROXY_TOML="kind = \"nginx\"
+upstream_file = \"$WORK/proxy/upstream.conf\"
+config = \"$WORK/proxy/nginx.conf\"
+pid_file = \"$WORK/proxy/nginx.pid\"
+validate = [\"nginx\", \"-p\", \"$WORK/proxy\", \"-c\", \"$WORK/proxy/nginx.conf\", \"-e\", \"$WORK/proxy/error.log\", \"-t\", \"-q\"]
+reload = [\"nginx\", \"-p\", \"$WORK/proxy\", \"-c\", \"$WORK/proxy/nginx.conf\", \"-e\", \"$WORK/proxy/error.log\", \"-s\", \"reload\"]"
+    PROXY_CMD=("${NGINX[@]}")
+    ;;
+esac
 
 cat > "$WORK/demo.toml" <<TOML
 name = "demo"
@@ -80,23 +161,20 @@ interval = "50ms"
 start_timeout = "10s"
 
 [proxy]
-kind = "caddy"
-upstream_file = "$WORK/caddy/upstream"
-config = "$WORK/caddy/Caddyfile"
-admin = "http://127.0.0.1:$ADMIN_PORT"
+$PROXY_TOML
 
 [control]
 socket = "$WORK/demo.sock"
 TOML
 
-export XDG_DATA_HOME="$WORK/caddy/data" XDG_CONFIG_HOME="$WORK/caddy/config"
+export XDG_DATA_HOME="$WORK/proxy/data" XDG_CONFIG_HOME="$WORK/proxy/config"
 export SUPERVISOR_SOCKET="$WORK/demo.sock"
 CTL="$BIN/supervisorctl"
 
-say "starting Caddy on :$PROXY_PORT (admin 127.0.0.1:$ADMIN_PORT)"
-caddy run --config "$WORK/caddy/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+say "starting $PROXY on 127.0.0.1:$PROXY_PORT"
+"${PROXY_CMD[@]}" >"$WORK/proxy.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$ADMIN_PORT/config/" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PROXY_PORT/" && break; sleep 0.1; done
 
 say "starting supervisord with demo-app v1 (log: $WORK/supervisord.log)"
 "$BIN/supervisord" --config "$WORK/demo.toml" >"$WORK/supervisord.log" 2>&1 &
@@ -106,9 +184,9 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 "$CTL" status
-echo "through Caddy: $(curl -s "http://127.0.0.1:$PROXY_PORT/")"
+echo "through $PROXY: $(curl -s "http://127.0.0.1:$PROXY_PORT/")"
 
-say "load: wrk -t2 -c16 -H 'Connection: close' through Caddy, for the whole demo"
+say "load: wrk -t2 -c16 -H 'Connection: close' through $PROXY, for the whole demo"
 # wrk stops and prints its summary on SIGINT; a background job of a script
 # ignores SIGINT, so start it with the default disposition restored.
 python3 -c 'import os,signal,sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp("wrk", sys.argv[1:])' \
@@ -119,12 +197,12 @@ sleep 1
 
 say "supervisorctl swap $WORK/release/app-v2"
 "$CTL" swap "$WORK/release/app-v2" --json >"$WORK/swap.json"
-echo "through Caddy: $(curl -s "http://127.0.0.1:$PROXY_PORT/")"
+echo "through $PROXY: $(curl -s "http://127.0.0.1:$PROXY_PORT/")"
 sleep 1
 
 say "supervisorctl rollback"
 "$CTL" rollback --json >"$WORK/rollback.json"
-echo "through Caddy: $(curl -s "http://127.0.0.1:$PROXY_PORT/")"
+echo "through $PROXY: $(curl -s "http://127.0.0.1:$PROXY_PORT/")"
 sleep 1
 
 kill -INT "$WRK_PID"
@@ -134,20 +212,22 @@ say "supervisorctl history"
 "$CTL" history
 
 say "summary"
-python3 - "$WORK/wrk.out" "$WORK/swap.json" "$WORK/rollback.json" <<'PY'
+python3 - "$PROXY" "$WORK/wrk.out" "$WORK/swap.json" "$WORK/rollback.json" <<'PY'
 import json, re, sys
-wrk = open(sys.argv[1]).read()
+proxy = sys.argv[1]
+wrk = open(sys.argv[2]).read()
 requests = int(re.search(r"(\d+) requests in", wrk).group(1))
 non2xx = int((re.search(r"Non-2xx or 3xx responses: (\d+)", wrk) or [0, 0])[1])
 sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", wrk)
 connect, read, write, timeout = (int(x) for x in sock.groups()) if sock else (0, 0, 0, 0)
-print(f"requests served through Caddy : {requests}")
+print(f"requests served through {proxy:<6}: {requests}")
 print(f"failed responses (non-2xx)    : {non2xx}")
 print(f"socket errors                 : connect {connect}, read {read}, write {write}, timeout {timeout}")
-print("  (Caddy 2.6 resets a few queued client connections on every reload, ours or")
-print("   by hand; see README 'What zero failed requests means')")
+if proxy != "nginx" and connect + read + write + timeout:
+    print("  (Caddy 2.6 resets a few queued client connections on every config change,")
+    print("   ours or by hand; see docs/operations.md 'What zero failed requests means')")
 order = ["stage", "preflight", "start", "health", "switch", "drain", "stop", "commit"]
-for path in sys.argv[2:]:
+for path in sys.argv[3:]:
     r = json.load(open(path))
     phases = ", ".join(f"{p} {r['phases_ms'][p]}" for p in order if p in r["phases_ms"])
     frm, to = r["from"].get("version"), r["to"].get("version")
@@ -155,4 +235,4 @@ for path in sys.argv[2:]:
     print(f"{r['action']:<8} {frm} -> {to}: {status} in {r['total_ms']} ms ({phases})")
 sys.exit(0 if non2xx == 0 else 1)
 PY
-say "done: stopping supervisord, Caddy and the app"
+say "done: stopping supervisord, $PROXY and the app"
