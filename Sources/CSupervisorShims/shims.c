@@ -34,6 +34,17 @@ int csup_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+#ifndef SYS_renameat2
+#define SYS_renameat2 316
+#endif
+
+int csup_rename_exchange(const char *a, const char *b) {
+    return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+}
+
 int csup_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
 }

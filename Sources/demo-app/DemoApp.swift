@@ -46,6 +46,7 @@ struct DemoApp {
         let versionTag = options.versionTag
         let failHealth = options.failHealth
         let responseDelay = TimeAmount.milliseconds(Int64(options.responseDelayMilliseconds))
+        let healthFields = options.healthFields
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -58,7 +59,7 @@ struct DemoApp {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        DemoHTTPHandler(versionTag: versionTag, failHealth: failHealth, responseDelay: responseDelay))
+                        DemoHTTPHandler(versionTag: versionTag, failHealth: failHealth, responseDelay: responseDelay, healthFields: healthFields))
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -11,9 +12,11 @@ final class DemoHTTPHandler: ChannelInboundHandler {
     private let versionTag: String
     private let failHealth: Bool
     private let responseDelay: TimeAmount
+    private let healthExtra: String
     private var request: HTTPRequestHead?
 
-    init(versionTag: String, failHealth: Bool, responseDelay: TimeAmount) {
+    init(versionTag: String, failHealth: Bool, responseDelay: TimeAmount, healthFields: [(String, String)] = []) {
+        self.healthExtra = healthFields.map { ",\"\(Self.escape($0.0))\":\"\(Self.escape($0.1))\"" }.joined()
         self.versionTag = versionTag
         self.failHealth = failHealth
         self.responseDelay = responseDelay
@@ -48,12 +51,16 @@ final class DemoHTTPHandler: ChannelInboundHandler {
             return (.ok, "demo-app \(versionTag)\n", "text/plain")
         case "/health":
             if failHealth {
-                return (.serviceUnavailable, #"{"status":"failing","version":"\#(versionTag)"}"# + "\n", "application/json")
+                return (.serviceUnavailable, #"{"status":"failing","version":"\#(versionTag)""# + healthExtra + "}\n", "application/json")
             }
-            return (.ok, #"{"status":"ok","version":"\#(versionTag)"}"# + "\n", "application/json")
+            return (.ok, #"{"status":"ok","version":"\#(versionTag)""# + healthExtra + "}\n", "application/json")
         default:
             return (.notFound, "not found\n", "text/plain")
         }
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     }
 
     private func respond(

@@ -16,6 +16,7 @@ struct DemoOptions {
     var drainDelayMilliseconds = 0
     var responseDelayMilliseconds = 0
     var crashAfterMilliseconds = 0
+    var healthFields: [(String, String)] = []
 
     static let usage = """
         usage: demo-app [options]
@@ -36,6 +37,7 @@ struct DemoOptions {
           --ignore-sigterm       ignore SIGTERM (only SIGKILL stops it) [DEMO_IGNORE_SIGTERM=1]
           --drain-delay-ms N     keep serving N ms after SIGTERM before draining [DEMO_DRAIN_DELAY_MS]
           --response-delay-ms N  answer / after N ms [DEMO_RESPONSE_DELAY_MS]
+          --health-field K=V     add "K":"V" to the /health JSON, repeatable [DEMO_HEALTH_FIELDS=K=V,K2=V2]
 
         On SIGTERM it stops accepting, finishes in-flight requests, answers the
         last keep-alive response with "Connection: close" and exits 0.
@@ -64,6 +66,10 @@ struct DemoOptions {
         options.failHealth = flag("DEMO_FAIL_HEALTH")
         options.crashAtStart = flag("DEMO_CRASH_AT_START")
         options.ignoreSIGTERM = flag("DEMO_IGNORE_SIGTERM")
+        for pair in (environment["DEMO_HEALTH_FIELDS"] ?? "").split(separator: ",") {
+            guard let field = parseField(String(pair)) else { return .failure("DEMO_HEALTH_FIELDS: \"\(pair)\" is not KEY=VALUE") }
+            options.healthFields.append(field)
+        }
 
         var index = 0
         func value(_ name: String) -> Result<String, String> {
@@ -92,6 +98,10 @@ struct DemoOptions {
                 case "--ignore-sigterm": options.ignoreSIGTERM = true
                 case "--drain-delay-ms": options.drainDelayMilliseconds = try count(argument).get()
                 case "--response-delay-ms": options.responseDelayMilliseconds = try count(argument).get()
+                case "--health-field":
+                    let text = try value(argument).get()
+                    guard let field = parseField(text) else { return .failure("--health-field: \"\(text)\" is not KEY=VALUE") }
+                    options.healthFields.append(field)
                 case "-h", "--help": return .failure("")
                 default: return .failure("unknown option \(argument)")
                 }
@@ -105,6 +115,11 @@ struct DemoOptions {
         }
         return .success(options)
     }
+}
+
+func parseField(_ text: String) -> (String, String)? {
+    guard let equals = text.firstIndex(of: "="), equals != text.startIndex else { return nil }
+    return (String(text[..<equals]), String(text[text.index(after: equals)...]))
 }
 
 extension String: @retroactive Error {}

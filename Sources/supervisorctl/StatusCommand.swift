@@ -54,10 +54,22 @@ enum StatusView {
         lines.append(("binary", report.binary))
         lines.append(("sha256", report.sha256 ?? "-"))
         lines.append(("restarts", String(report.restarts) + (report.lastExit.map { " (last: \($0))" } ?? "")))
+        if let last = report.lastSwap {
+            let what = "\(last.action.rawValue) \(last.result.rawValue)" + (last.errorCode.map { " (\($0))" } ?? "")
+            lines.append(("last swap", "\(what) to \(describe(last.to)) at \(last.time), \(last.totalMS) ms"))
+        } else {
+            lines.append(("last swap", "none yet"))
+        }
+        lines.append(("previous", report.backup.map { "\(describe($0)) (\(report.binary).bak; supervisorctl rollback)" } ?? "none (no \(report.binary).bak)"))
         lines.append(("proxy", report.proxy))
         lines.append(("supervisor", "pid \(report.supervisorPID)"))
         let width = lines.map(\.0.count).max() ?? 0
         return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+    }
+
+    static func describe(_ identity: BinaryIdentity) -> String {
+        let sha = identity.sha256.map { "sha256 \($0.prefix(12))" } ?? "unknown"
+        return identity.version.map { "\($0) (\(sha))" } ?? sha
     }
 
     static func formatUptime(_ seconds: Double) -> String {

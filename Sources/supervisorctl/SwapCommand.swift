@@ -37,7 +37,7 @@ struct SwapCommand: ParsableCommand {
     }
 }
 
-struct RollbackCommand: ParsableCommand {
+struct RollbackCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollback",
         abstract: "Swap back to the previous binary (<binary>.bak).",
@@ -45,9 +45,14 @@ struct RollbackCommand: ParsableCommand {
             A rollback is a swap to <binary>.bak through the same gates, so the two
             files trade places: a second rollback re-applies the newer binary.
 
+            With --emergency (and --config) it works without the daemon: it
+            exchanges <binary> and <binary>.bak atomically and runs
+            [control] emergency_restart (default: systemctl restart supervisor@NAME).
+
             Examples:
               supervisorctl --name myapp rollback
               supervisorctl --name myapp rollback --json
+              supervisorctl rollback --emergency --config /etc/supervisor/myapp.toml
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -55,7 +60,26 @@ struct RollbackCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the result object as JSON on stdout.")
     var json = false
 
-    func run() throws {
+    @Flag(name: .long, help: "Roll back without the daemon (it may be down or hung); needs --config.")
+    var emergency = false
+
+    @Option(name: .long, help: ArgumentHelp("The service's config file (with --emergency).", valueName: "file"))
+    var config: String?
+
+    func validate() throws {
+        if emergency && config == nil {
+            throw ValidationError("--emergency needs --config FILE (the daemon is not asked, so the config says where the binary is)")
+        }
+        if !emergency && config != nil {
+            throw ValidationError("--config is only used with --emergency")
+        }
+    }
+
+    func run() async throws {
+        if let config, emergency {
+            try await EmergencyRollbackPrinter.execute(configPath: config)
+            return
+        }
         try SwapStreamPrinter.execute(title: "rollback", endpoint: "/rollback", body: [], connection: connection, json: json)
     }
 }

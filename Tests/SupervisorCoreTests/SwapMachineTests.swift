@@ -13,11 +13,12 @@ import Testing
     }
 
     @Test func happyPathJournalsEachPhaseBeforeActing() {
-        let (machine, steps) = walk([.begin, .staged, .preflightPassed, .newStarted, .newHealthy, .switched, .drained, .oldStopped, .committed])
+        let (machine, steps) = walk([.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .drained, .oldStopped, .committed])
         #expect(steps == [
             [.journal(.stage), .stage],
             [.journal(.preflight), .runPreflight],
-            [.journal(.start), .startNew],
+            [.journal(.start), .runBeforeStartHooks],
+            [.startNew],
             [.journal(.health), .awaitNewHealthy],
             [.journal(.switch), .switchProxy],
             [.journal(.drain), .drainOld],
@@ -45,8 +46,9 @@ import Testing
     /// From start through switch: stop the new instance, then remove the staged copy.
     @Test(arguments: [
         ([Event.begin, .staged, .preflightPassed], SwapPhase.start),
-        ([.begin, .staged, .preflightPassed, .newStarted], .health),
-        ([.begin, .staged, .preflightPassed, .newStarted, .newHealthy], .switch),
+        ([.begin, .staged, .preflightPassed, .beforeStartHooksPassed], .start),
+        ([.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted], .health),
+        ([.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy], .switch),
     ])
     func failureAfterStartStopsTheNewInstance(prefix: [Event], phase: SwapPhase) {
         let (_, steps) = walk(prefix + [.failed(Self.failure), .newStopped, .stagedRemoved])
@@ -56,18 +58,18 @@ import Testing
     }
 
     @Test func drainThatFailsStillStopsTheOldOne() {
-        let (_, steps) = walk([.begin, .staged, .preflightPassed, .newStarted, .newHealthy, .switched, .failed(Self.failure)])
+        let (_, steps) = walk([.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .failed(Self.failure)])
         #expect(steps.last == [.journal(.stop), .stopOld])
     }
 
     @Test func oldThatWillNotDieStillCommits() {
-        let (_, steps) = walk([.begin, .staged, .preflightPassed, .newStarted, .newHealthy, .switched, .drained, .failed(Self.failure)])
+        let (_, steps) = walk([.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .drained, .failed(Self.failure)])
         #expect(steps.last == [.journal(.commit), .commitBinaries])
     }
 
     @Test func commitFailureIsReportedWithoutRevertingTheServingInstance() {
         let error = SwapError(.commitFailed, "rename failed")
-        let (machine, steps) = walk([.begin, .staged, .preflightPassed, .newStarted, .newHealthy, .switched, .drained, .oldStopped, .failed(error)])
+        let (machine, steps) = walk([.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .drained, .oldStopped, .failed(error)])
         #expect(steps.last == [.journal(.done), .finish(.failed(error, phase: .commit))])
         #expect(!steps.joined().contains(.stopNew))
         #expect(machine.phase == .done)
@@ -84,7 +86,7 @@ import Testing
 
     @Test func nothingHappensAfterDone() {
         var machine = SwapMachine()
-        for event in [Event.begin, .staged, .preflightPassed, .newStarted, .newHealthy, .switched, .drained, .oldStopped, .committed] {
+        for event in [Event.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .drained, .oldStopped, .committed] {
             _ = machine.handle(event)
         }
         #expect(machine.handle(.failed(Self.failure)) == [])

@@ -18,6 +18,9 @@ struct csup_ucred {
 static const int CSUP_SOL_SOCKET = 1;
 static const int CSUP_SO_PEERCRED = 17;
 
+/* renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE): swaps two paths atomically. */
+int csup_rename_exchange(const char *a, const char *b);
+
 /* pipe2(fds, O_CLOEXEC). */
 int csup_pipe_cloexec(int fds[2]);
 

@@ -5,7 +5,20 @@ public enum ConfigDecoder {
     public static func decode(
         _ document: [String: ConfigValue], environment: [String: String] = [:]
     ) -> Result<SupervisorConfig, ConfigProblems> {
+        decode(document, environment: environment, collector: ProblemCollector())
+    }
+
+    /// Every key the decoder knows (`name`, `app.binary`, `health.expect_json` …):
+    /// what docs/configuration.md must describe.
+    public static var knownKeys: Set<String> {
         let collector = ProblemCollector()
+        _ = decode([:], environment: [:], collector: collector)
+        return collector.keysRead
+    }
+
+    static func decode(
+        _ document: [String: ConfigValue], environment: [String: String], collector: ProblemCollector
+    ) -> Result<SupervisorConfig, ConfigProblems> {
         var root = ConfigReader(prefix: "", table: document, collector: collector)
 
         let name = decodeName(&root)

@@ -1,6 +1,8 @@
 /// Collects problems while sections are read, so every one is reported.
 final class ProblemCollector {
     private(set) var problems: [ConfigProblem] = []
+    /// Every key any section asked for, as dotted paths (`app.binary`).
+    var keysRead: Set<String> = []
     func add(_ key: String, _ message: String) {
         problems.append(ConfigProblem(key: key, message: message))
     }
@@ -26,11 +28,13 @@ struct ConfigReader {
 
     private mutating func value(_ key: String) -> ConfigValue? {
         known.insert(key)
+        collector.keysRead.insert(path(key))
         return table[key]
     }
 
     mutating func has(_ key: String) -> Bool {
         known.insert(key)
+        collector.keysRead.insert(path(key))
         return table[key] != nil
     }
 

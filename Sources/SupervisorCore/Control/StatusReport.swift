@@ -17,6 +17,34 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var lastExit: String?
     public var proxy: String
     public var supervisorPID: Int32
+    /// What `<binary>.bak` holds (a rollback goes there), if it exists.
+    public var backup: BinaryIdentity?
+    /// The most recent swap or rollback.
+    public var lastSwap: LastSwap?
+
+    public struct LastSwap: Codable, Sendable, Equatable {
+        public var time: String
+        public var action: SwapAction
+        public var result: HistoryEntry.Result
+        public var to: BinaryIdentity
+        public var totalMS: Int64
+        public var errorCode: String?
+
+        public init(_ entry: HistoryEntry) {
+            time = entry.time
+            action = entry.action
+            result = entry.result
+            to = entry.to
+            totalMS = entry.totalMS
+            errorCode = entry.error?.code.rawValue
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case time, action, result, to
+            case totalMS = "total_ms"
+            case errorCode = "error_code"
+        }
+    }
 
     public init(
         name: String, phase: String, pid: Int32?, port: Int?, binary: String, sha256: String?,
@@ -47,5 +75,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case lastExit = "last_exit"
         case proxy
         case supervisorPID = "supervisor_pid"
+        case backup
+        case lastSwap = "last_swap"
     }
 }

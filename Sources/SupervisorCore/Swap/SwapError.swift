@@ -21,6 +21,7 @@ public struct SwapError: Error, Sendable, Equatable, Codable, CustomStringConver
         public static let noBackup = Code(rawValue: "no_backup")
         // Preflight / hooks
         public static let preflightFailed = Code(rawValue: "preflight_failed")
+        public static let hookFailed = Code(rawValue: "hook_failed")
         // Start / health
         public static let portInUse = Code(rawValue: "port_in_use")
         public static let startFailed = Code(rawValue: "start_failed")

@@ -1,8 +1,8 @@
 /// Decides every step of one swap in proxy mode. Pure: the runner feeds it
 /// the outcome of each action it performed and performs what comes back.
 ///
-/// The happy path: stage → preflight → start → health → switch → drain →
-/// stop (old) → commit → done. A failure before the switch stops the new
+/// The happy path: stage → preflight → start (before_start hooks, then the
+/// new instance) → health → switch → drain → stop (old) → commit → done. A failure before the switch stops the new
 /// instance and removes the staged copy; a failure of the switch itself is
 /// reverted by the proxy driver (old file back, reloaded) before the same
 /// clean-up. Once the proxy serves the new instance, the swap goes forward.
@@ -11,6 +11,8 @@ public struct SwapMachine: Sendable, Equatable {
         case begin
         case staged
         case preflightPassed
+        /// The `before_start` hooks all exited 0 (or there are none).
+        case beforeStartHooksPassed
         case newStarted
         case newHealthy
         case switched
@@ -29,6 +31,8 @@ public struct SwapMachine: Sendable, Equatable {
         case journal(SwapPhase)
         case stage
         case runPreflight
+        /// `[hooks] before_start` (backups, migrations): a failure aborts the swap.
+        case runBeforeStartHooks
         case startNew
         case awaitNewHealthy
         case switchProxy
@@ -63,7 +67,9 @@ public struct SwapMachine: Sendable, Equatable {
         case (.stage?, .staged):
             return enter(.preflight, .runPreflight)
         case (.preflight?, .preflightPassed):
-            return enter(.start, .startNew)
+            return enter(.start, .runBeforeStartHooks)
+        case (.start?, .beforeStartHooksPassed):
+            return [.startNew]
         case (.start?, .newStarted):
             newStarted = true
             return enter(.health, .awaitNewHealthy)

@@ -18,4 +18,6 @@ public enum SwapAction: String, Sendable, Codable {
     case swap
     case rollback
     case autoRollback = "auto-rollback"
+    /// `rollback --emergency`: files exchanged and the unit restarted, without the daemon.
+    case emergencyRollback = "emergency-rollback"
 }

@@ -25,12 +25,15 @@ public actor AppRuntime {
     /// Runs once the app first passed its health gate, before READY=1 (the
     /// daemon points the proxy at it here).
     private let beforeReady: @Sendable (_ port: Int) async -> Void
+    public let metrics: SupervisorMetrics
 
     public init(
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(),
+        metrics: SupervisorMetrics = SupervisorMetrics(),
         beforeReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
         self.beforeReady = beforeReady
+        self.metrics = metrics
         self.config = config
         self.logger = logger
         self.notifier = notifier
@@ -44,6 +47,7 @@ public actor AppRuntime {
         if let command = config.app.versionCommand {
             binaryVersion = await VersionProbe.version(of: config.app.binary, command: command, timeout: config.health.startTimeout)
         }
+        metrics.setServing(version: binaryVersion, sha256: binarySHA256)
         handle(.start(port: config.app.ports.first ?? 0))
     }
 
@@ -112,6 +116,7 @@ public actor AppRuntime {
     /// now on; the old one's exit is no longer a crash.
     public func handOver(to child: ChildProcess, port: Int, sha256: String?, version: String?) {
         binaryVersion = version
+        metrics.setServing(version: version, sha256: sha256)
         process = child
         processStarted = .now
         processStartedWall = Clock.now()
@@ -158,6 +163,7 @@ public actor AppRuntime {
         case .scheduleRestart(let delay, let reason):
             logger.warning("app stopped unexpectedly: \(reason); restarting in \(delay.humanReadable)", metadata: ["restarts": "\(machine.restarts)"])
             notifier.status(statusLine() + ": last exit: \(reason)")
+            if machine.hasBeenReady { metrics.appRestarted() }
             process = nil
             Task {
                 try? await Task.sleep(for: delay)

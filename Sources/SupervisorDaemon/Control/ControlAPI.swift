@@ -23,6 +23,9 @@ public struct ControlAPI: ControlHandling {
             if let current = await swaps.current {
                 report.phase = "\(current.action.rawValue):\(current.phase.rawValue)"
             }
+            let history = journal.history()
+            report.lastSwap = history.last.map(StatusReport.LastSwap.init)
+            report.backup = BackupIdentity.of(binary: runtime.config.app.binary, history: history)
             return .json(report)
         case ("POST", "/swap"):
             struct SwapBody: Decodable { let binary: String }
@@ -34,12 +37,14 @@ public struct ControlAPI: ControlHandling {
             return stream(await swaps.start(action: .rollback, source: nil, callerUID: request.peer?.uid))
         case ("GET", "/history"):
             return .json(journal.history())
-        case (_, "/status"), (_, "/history"):
+        case ("GET", "/metrics"):
+            return ControlResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: .full(Array(runtime.metrics.text().utf8)))
+        case (_, "/status"), (_, "/history"), (_, "/metrics"):
             return .error(ControlError(.methodNotAllowed, "\(request.method) \(path): use GET"))
         case (_, "/swap"), (_, "/rollback"):
             return .error(ControlError(.methodNotAllowed, "\(request.method) \(path): use POST"))
         default:
-            return .error(ControlError(.notFound, "no such endpoint: \(request.method) \(path) (try GET /status, POST /swap, POST /rollback, GET /history)"))
+            return .error(ControlError(.notFound, "no such endpoint: \(request.method) \(path) (try GET /status, POST /swap, POST /rollback, GET /history, GET /metrics)"))
         }
     }
 
@@ -50,5 +55,18 @@ public struct ControlAPI: ControlHandling {
         case .failure(let error):
             return .error(error)
         }
+    }
+}
+
+/// What `<binary>.bak` holds: the `from` of the last committed swap when its
+/// sha256 still matches the file, else the file's own sha256.
+enum BackupIdentity {
+    static func of(binary: String, history: [HistoryEntry]) -> BinaryIdentity? {
+        let path = BinaryCommitter.backupPath(for: binary)
+        guard let sha = FileDigest.sha256(path: path) else { return nil }
+        if let last = history.last(where: { $0.result == .ok }), last.from.sha256 == sha {
+            return last.from
+        }
+        return BinaryIdentity(sha256: sha, version: history.first { $0.to.sha256 == sha }?.to.version ?? history.first { $0.from.sha256 == sha }?.from.version)
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import SupervisorCore
 import SystemBindings
 
@@ -11,20 +12,38 @@ public struct HealthProbe: Sendable {
     public let path: String
     public let timeout: Duration
     public let expectBody: String?
+    public let expectJSON: [String: String]
 
     public init(config: HealthConfig) {
         self.path = config.path
         self.timeout = config.timeout
         self.expectBody = config.expectBody
+        self.expectJSON = config.expectJSON
     }
 
     public func url(port: Int) -> String { "http://127.0.0.1:\(port)\(path)" }
+
+    /// Nil when the body is a JSON object carrying every expected field with
+    /// the expected value (scalars compared as strings); else what differs.
+    static func jsonProblem(_ body: [UInt8], expected: [String: String]) -> String? {
+        guard !expected.isEmpty else { return nil }
+        guard let object = try? JSONDecoder().decode([String: JSONScalar].self, from: Data(body)) else {
+            return "health body is not a JSON object (expect_json is set)"
+        }
+        for (key, value) in expected.sorted(by: { $0.key < $1.key }) {
+            guard let actual = object[key] else { return "health JSON has no field \"\(key)\" (expected \"\(value)\")" }
+            guard let text = actual.text else { return "health JSON field \"\(key)\" is not a scalar (expected \"\(value)\")" }
+            if text != value { return "health JSON field \"\(key)\" is \"\(text)\", expected \"\(value)\"" }
+        }
+        return nil
+    }
 
     /// Runs one probe on its own thread.
     public func probe(port: Int) async -> Outcome {
         let request = HTTPRequest(
             url: url(port: port), headers: ["Connection: close"], timeout: timeout)
         let expectBody = self.expectBody
+        let expectJSON = self.expectJSON
         return await BlockingThread.run { () -> Outcome in
             do {
                 let response = try request.perform()
@@ -34,10 +53,39 @@ public struct HealthProbe: Sendable {
                 if let expectBody, !response.bodyText.contains(expectBody) {
                     return .unhealthy("body does not contain \"\(expectBody)\"")
                 }
+                if let problem = Self.jsonProblem(response.body, expected: expectJSON) {
+                    return .unhealthy(problem)
+                }
                 return .healthy
             } catch {
                 return .unhealthy((error as? HTTPTransportError)?.message ?? "\(error)")
             }
+        }
+    }
+}
+
+/// One JSON value, kept as the text a config value is compared with.
+enum JSONScalar: Decodable {
+    case scalar(String)
+    case other
+
+    var text: String? {
+        if case .scalar(let text) = self { return text }
+        return nil
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let flag = try? container.decode(Bool.self) {
+            self = .scalar(String(flag))
+        } else if let number = try? container.decode(Int.self) {
+            self = .scalar(String(number))
+        } else if let number = try? container.decode(Double.self) {
+            self = .scalar(String(number))
+        } else if let text = try? container.decode(String.self) {
+            self = .scalar(text)
+        } else {
+            self = .other
         }
     }
 }

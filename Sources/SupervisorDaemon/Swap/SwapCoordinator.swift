@@ -47,7 +47,7 @@ public actor SwapCoordinator {
                 return .failure(ControlError(.badRequest, "\"binary\" must be an absolute path (supervisorctl resolves relative ones)"))
             }
             path = source
-        case .rollback, .autoRollback:
+        case .rollback, .autoRollback, .emergencyRollback:
             path = BinaryCommitter.backupPath(for: binary)
             if access(path, F_OK) != 0 {
                 return .failure(ControlError(SwapError.Code.noBackup.controlCode, "no previous binary to roll back to: \(path) does not exist (nothing has been swapped yet?)"))
@@ -87,6 +87,7 @@ public actor SwapCoordinator {
 
     private func finished(id: String, _ result: SwapResult) async {
         if running?.id == id { running = nil }
+        runtime.metrics.recordSwap(result)
         let line = await runtime.statusLine()
         notifier.ready(status: line)
     }

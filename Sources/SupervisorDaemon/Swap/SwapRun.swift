@@ -58,7 +58,7 @@ actor SwapRun {
                 queue = machine.handle(event)
             }
         }
-        return finish(outcome ?? .failed(SwapError(.stageFailed, "swap ended without an outcome"), phase: .stage))
+        return await finish(outcome ?? .failed(SwapError(.stageFailed, "swap ended without an outcome"), phase: .stage))
     }
 
     // MARK: - Actions
@@ -71,6 +71,9 @@ actor SwapRun {
             return stage()
         case .runPreflight:
             return await preflight()
+        case .runBeforeStartHooks:
+            if let error = await runHooks(.beforeStart, phase: .start) { return .failed(error) }
+            return .beforeStartHooksPassed
         case .startNew:
             return startNew()
         case .awaitNewHealthy:
@@ -131,6 +134,9 @@ actor SwapRun {
 
     private func preflight() async -> SwapMachine.Event {
         guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
+        if let problem = BinaryInspector.problem(with: staged.path, source: context.source) {
+            return .failed(problem)
+        }
         let values = ["binary": staged.path]
         for command in context.config.app.preflight {
             let argv = command.map { Placeholders.substitute($0, values) }
@@ -181,10 +187,7 @@ actor SwapRun {
     }
 
     private func switchProxy() async -> SwapMachine.Event {
-        let log: @Sendable (String) -> Void = { [weak self] message in
-            guard let self else { return }
-            Task { await self.progress(.switch, message) }
-        }
+        let log: @Sendable (String) -> Void = { [self] message in self.progress(.switch, message) }
         do {
             try await context.driver.switchUpstream(to: newPort, log: log)
         } catch {
@@ -194,6 +197,10 @@ actor SwapRun {
         if let newChild {
             await context.runtime.handOver(to: newChild, port: newPort, sha256: staged?.sha256, version: newVersion)
             handedOver = true
+        }
+        if let error = await runHooks(.afterSwitch, phase: .switch) {
+            // The new version already serves: a failing after_switch hook is reported, not undone.
+            progress(.switch, "warning: \(error.message)")
         }
         return .switched
     }
@@ -243,13 +250,14 @@ actor SwapRun {
 
     // MARK: - Reporting
 
-    private func progress(_ phase: SwapPhase, _ message: String) {
+    /// Emits one progress line (callable from any thread: reads only constants).
+    nonisolated private func progress(_ phase: SwapPhase, _ message: String) {
         let elapsed = (ContinuousClock.now - started).milliseconds
         context.logger.info("\(context.action.rawValue) \(phase.rawValue): \(message)", metadata: ["swap.id": "\(context.id)"])
         context.report(.progress(SwapProgress(phase: phase, message: message, elapsedMS: elapsed)))
     }
 
-    private func finish(_ outcome: SwapMachine.Outcome) -> SwapResult {
+    private func finish(_ outcome: SwapMachine.Outcome) async -> SwapResult {
         let total = (ContinuousClock.now - started).milliseconds
         let from = BinaryIdentity(sha256: old.sha256, version: old.version)
         let to = BinaryIdentity(sha256: staged?.sha256, version: newVersion)
@@ -262,7 +270,13 @@ actor SwapRun {
             result.error = error
             result.failedPhase = phase
             context.logger.error("\(context.action.rawValue) failed in \(phase.rawValue): \(error.message)", metadata: ["swap.id": "\(context.id)", "code": "\(error.code)"])
+            if let hookError = await runHooks(.onFailure, phase: phase, error: error) {
+                progress(.done, "warning: \(hookError.message)")
+            }
         } else {
+            if context.action != .swap, let hookError = await runHooks(.onRollback, phase: .done) {
+                progress(.done, "warning: \(hookError.message)")
+            }
             context.logger.notice("\(context.action.rawValue) done in \(total) ms", metadata: ["swap.id": "\(context.id)", "pid": "\(newChild?.pid ?? 0)", "port": "\(newPort)"])
         }
         let entry = HistoryEntry(
@@ -274,6 +288,16 @@ actor SwapRun {
             context.logger.error("cannot append to history: \(error)")
         }
         return result
+    }
+
+    /// Runs one kind of hook with the facts of this swap; nil when all passed (or none configured).
+    private func runHooks(_ kind: HookRunner.Kind, phase: SwapPhase, error: SwapError? = nil) async -> SwapError? {
+        let runner = HookRunner(config: context.config)
+        guard !runner.commands(kind).isEmpty else { return nil }
+        let facts = HookRunner.Facts(
+            action: context.action, phase: phase, oldBinary: context.config.app.binary, newBinary: staged?.path,
+            oldSHA256: old.sha256, newSHA256: staged?.sha256, oldVersion: old.version, newVersion: newVersion, error: error)
+        return await runner.run(kind, facts) { [self] line in self.progress(phase, line) }
     }
 
     private func runCommand(_ argv: [String]) async -> CommandOutcome {

@@ -1,0 +1,76 @@
+import Prometheus
+import SupervisorCore
+import Synchronization
+
+/// The daemon's Prometheus metrics (swift-prometheus), served as text by
+/// `GET /metrics` on the control socket.
+public final class SupervisorMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private let appRestarts: Counter
+    private let versionInfo = Mutex<Gauge?>(nil)
+    static let buckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
+        .seconds(10), .seconds(30), .seconds(60),
+    ]
+
+    public init() {
+        appRestarts = registry.makeCounter(
+            descriptor: Self.name("app_restarts", "total", "Restarts of the app after it exited unexpectedly."))
+        // Create the series up front so scrapes see zeros before the first swap.
+        for result in ["ok", "failed"] {
+            _ = swapCounter(result: result)
+            for kind in ["manual", "auto", "emergency"] { _ = rollbackCounter(kind: kind, result: result) }
+        }
+    }
+
+    private func swapCounter(result: String) -> Counter {
+        registry.makeCounter(descriptor: Self.name("swaps", "total", "Swaps by result (rollbacks not included)."), labels: [("result", result)])
+    }
+
+    private func rollbackCounter(kind: String, result: String) -> Counter {
+        registry.makeCounter(
+            descriptor: Self.name("rollbacks", "total", "Rollbacks by kind (manual, auto, emergency) and result."),
+            labels: [("kind", kind), ("result", result)])
+    }
+
+    private func durationHistogram(phase: String) -> DurationHistogram {
+        registry.makeDurationHistogram(
+            descriptor: Self.name("swap_duration", "seconds", "Time spent in each swap phase, and in the whole swap (phase=\"total\")."),
+            labels: [("phase", phase)], buckets: Self.buckets)
+    }
+
+    public func recordSwap(_ result: SwapResult) {
+        let outcome = result.ok ? "ok" : "failed"
+        switch result.action {
+        case .swap: swapCounter(result: outcome).increment()
+        case .rollback: rollbackCounter(kind: "manual", result: outcome).increment()
+        case .autoRollback: rollbackCounter(kind: "auto", result: outcome).increment()
+        case .emergencyRollback: rollbackCounter(kind: "emergency", result: outcome).increment()
+        }
+        for (phase, milliseconds) in result.phasesMS {
+            durationHistogram(phase: phase).record(.milliseconds(milliseconds))
+        }
+        durationHistogram(phase: "total").record(.milliseconds(result.totalMS))
+    }
+
+    public func appRestarted() { appRestarts.increment() }
+
+    /// `supervisor_version_info{version,sha256} 1` for the serving binary.
+    public func setServing(version: String?, sha256: String?) {
+        versionInfo.withLock { gauge in
+            if let gauge { registry.unregisterGauge(gauge) }
+            let new = registry.makeGauge(
+                descriptor: Self.name("version", "info", "The serving binary: always 1, labelled with its version and sha256."),
+                labels: [("version", version ?? "unknown"), ("sha256", sha256 ?? "unknown")])
+            new.set(to: 1.0)
+            gauge = new
+        }
+    }
+
+    public func text() -> String { registry.emitToString() }
+
+    static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "supervisor", metricName: metric, unitName: unit, helpText: help)
+    }
+}
