@@ -1,0 +1,191 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SupervisorCore
+import Testing
+
+/// A daemon with no proxy, running v1 from a binary in a directory of its own.
+final class LocalStack {
+    let work = TemporaryDirectory("local")
+    let daemon: DaemonUnderTest
+    let live: String
+
+    init(options: (inout DaemonUnderTest.Options) -> Void = { _ in }) throws {
+        live = work.file("bin/app")
+        try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: work, flags: []), toPath: live)
+        var settings = DaemonUnderTest.Options()
+        settings.binary = live
+        settings.extraApp = #"version_command = ["{binary}", "--version"]"#
+        options(&settings)
+        daemon = DaemonUnderTest(settings)
+        try daemon.start()
+    }
+}
+
+@Suite(.timeLimit(.minutes(5)))
+struct PreflightAndCLITests {
+    @Test func foreignArchitectureIsRejectedBeforeItStarts() throws {
+        let stack = try LocalStack()
+        #expect(stack.daemon.waitUntilRunning() != nil)
+        // demo-app itself, with e_machine set to AArch64 (183) in its ELF header.
+        var bytes = try #require(FileManager.default.contents(atPath: Binaries.demoApp))
+        bytes[18] = 183
+        bytes[19] = 0
+        let foreign = stack.work.file("foreign-app")
+        #expect(FileManager.default.createFile(atPath: foreign, contents: bytes, attributes: [.posixPermissions: 0o755]))
+        let result = try stack.daemon.ctl(["swap", foreign, "--json"])
+        #expect(result.exitCode == 1)
+        #expect(result.stdout.contains("\"code\":\"preflight_failed\""))
+        #expect(result.stderr.contains("is built for AArch64, this host is x86-64"), "\(result.stderr)")
+        #expect(result.stderr.contains("failed: swap failed in phase preflight"))
+        #expect(!FileManager.default.fileExists(atPath: stack.live + ".new"))
+    }
+
+    @Test func scriptWithAMissingInterpreterIsRejected() throws {
+        let stack = try LocalStack()
+        #expect(stack.daemon.waitUntilRunning() != nil)
+        let script = stack.work.write("py-app", "#!/nonexistent/bin/python3\nprint('hi')\n", mode: 0o755)
+        let result = try stack.daemon.ctl(["swap", script, "--json"])
+        #expect(result.exitCode == 1)
+        #expect(result.stdout.contains("\"code\":\"preflight_failed\""))
+        #expect(result.stderr.contains("is a script for /nonexistent/bin/python3, which does not exist"), "\(result.stderr)")
+    }
+
+    @Test func failingVersionPreflightIsRejected() throws {
+        let stack = try LocalStack { $0.extraApp += "\npreflight = [[\"{binary}\", \"--version\"]]" }
+        #expect(stack.daemon.waitUntilRunning() != nil)
+        let broken = stack.work.write("broken", "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'config error: missing DATABASE_URL' >&2; exit 7; }\nexec \(Binaries.demoApp) \"$@\"\n", mode: 0o755)
+        let result = try stack.daemon.ctl(["swap", broken, "--json"])
+        #expect(result.exitCode == 1)
+        #expect(result.stdout.contains("\"code\":\"preflight_failed\""))
+        #expect(result.stderr.contains("--version` exited with code 7: config error: missing DATABASE_URL"), "\(result.stderr)")
+        #expect(result.stderr.contains("Next: run the preflight command by hand"))
+    }
+
+    @Test func cliWordsForEachKindOfFailure() throws {
+        let stack = try LocalStack { $0.startTimeout = "1s" }
+        #expect(stack.daemon.waitUntilRunning() != nil)
+        let cases: [(String, String, String)] = [
+            (stack.work.file("nope"), "binary_not_found", "check the path you gave"),
+            (AppVersions.make("crash", in: stack.work, flags: ["--crash-at-start"]), "app_exited", "read the new binary's output in the service log"),
+            (AppVersions.make("sick", in: stack.work, flags: ["--fail-health"]), "health_timeout", "read the new binary's output in the service log"),
+        ]
+        for (path, code, hint) in cases {
+            let result = try stack.daemon.ctl(["swap", path])
+            #expect(result.exitCode == 1)
+            #expect(result.stderr.contains("[\(code)]"), "\(result.stderr)")
+            #expect(result.stderr.contains("The previous version is still serving: v1 (sha256 "), "\(result.stderr)")
+            #expect(result.stderr.contains("Next: \(hint)"), "\(result.stderr)")
+        }
+    }
+
+    @Test func everyHelpCarriesAnExampleAndCompletionsGenerate() throws {
+        for command in [["--help"], ["status", "--help"], ["swap", "--help"], ["rollback", "--help"], ["history", "--help"]] {
+            let help = try Command.run(Binaries.supervisorctl, command)
+            #expect(help.exitCode == 0)
+            #expect(help.stdout.contains("supervisorctl"), "\(command)")
+            if command != ["--help"] { #expect(help.stdout.contains("Examples:"), "\(command): \(help.stdout)") }
+        }
+        let daemonHelp = try Command.run(Binaries.supervisord, ["--help"])
+        #expect(daemonHelp.stdout.contains("Examples:"))
+        for shell in ["bash", "zsh", "fish"] {
+            let script = try Command.run(Binaries.supervisorctl, ["--generate-completion-script", shell])
+            #expect(script.exitCode == 0)
+            #expect(script.stdout.contains("rollback") && script.stdout.contains("swap"), "\(shell)")
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(5)))
+struct EmergencyRollbackTests {
+    /// A daemon swapped once (so `.bak` exists) whose restart command records itself.
+    func swappedOnce() throws -> (LocalStack, String, TemporaryDirectory) {
+        let marker = TemporaryDirectory("marker")
+        let restartLog = marker.file("restarted")
+        let restart = marker.write("restart", "#!/bin/sh\necho \"restart $*\" >> \(restartLog)\necho restarting \"$1\"\n", mode: 0o755)
+        let stack = try LocalStack { $0.extraControl += "\nemergency_restart = [\"\(restart)\", \"{name}\"]" }
+        #expect(stack.daemon.waitUntilRunning() != nil)
+        let swap = try stack.daemon.ctl(["swap", AppVersions.make("v2", in: stack.work, flags: [])])
+        #expect(swap.exitCode == 0, "\(swap.stderr)")
+        return (stack, restartLog, marker)
+    }
+
+    @Test func emergencyRollbackExchangesTheBinariesAndRestartsWithoutTheDaemon() throws {
+        let (stack, restartLog, _marker) = try swappedOnce()
+        defer { _ = _marker }
+        let v1 = FileManager.default.contents(atPath: stack.live + ".bak")
+        let v2 = FileManager.default.contents(atPath: stack.live)
+        #expect(stack.daemon.terminate(SIGKILL) != nil, "the daemon is down")
+
+        let result = try Command.run(Binaries.supervisorctl, ["rollback", "--emergency", "--config", stack.daemon.configPath])
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("exchanged \(stack.live) and \(stack.live).bak atomically"))
+        #expect(result.stderr.contains("| restarting itest"), "restart output is shown: \(result.stderr)")
+        #expect(FileManager.default.contents(atPath: stack.live) == v1)
+        #expect(FileManager.default.contents(atPath: stack.live + ".bak") == v2)
+        #expect((try? String(contentsOfFile: restartLog, encoding: .utf8)) == "restart itest\n")
+        let history = try String(contentsOfFile: stack.daemon.directory.file("state/history.jsonl"), encoding: .utf8)
+        #expect(history.contains("\"action\":\"emergency-rollback\""))
+    }
+
+    @Test func shellTwinDoesTheSame() throws {
+        let (stack, _, _marker) = try swappedOnce()
+        defer { _ = _marker }
+        let v1 = FileManager.default.contents(atPath: stack.live + ".bak")
+        let v2 = FileManager.default.contents(atPath: stack.live)
+        let marker = TemporaryDirectory("marker")
+        var environment = ProcessInfo.processInfo.environment
+        environment["SUPERVISOR_RESTART_COMMAND"] = "echo restarted > \(marker.file("done"))"
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/scripts/emergency-rollback.sh"
+        let result = try Command.run("/bin/sh", [script, stack.daemon.configPath], environment: environment)
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(FileManager.default.contents(atPath: stack.live) == v1)
+        #expect(FileManager.default.contents(atPath: stack.live + ".bak") == v2)
+        #expect(FileManager.default.fileExists(atPath: marker.file("done")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: stack.work.file("bin")).sorted() == ["app", "app.bak"], "no temp file left")
+    }
+
+    @Test func refusalsAreClear() throws {
+        let stack = try LocalStack()
+        #expect(stack.daemon.waitUntilRunning() != nil)
+        let noBackup = try Command.run(Binaries.supervisorctl, ["rollback", "--emergency", "--config", stack.daemon.configPath])
+        #expect(noBackup.exitCode == 1)
+        #expect(noBackup.stderr.contains("no previous binary to roll back to"), "\(noBackup.stderr)")
+        #expect(noBackup.stderr.contains("[no_backup]"))
+        let noConfig = try Command.run(Binaries.supervisorctl, ["rollback", "--emergency"])
+        #expect(noConfig.exitCode == 2)
+        #expect(noConfig.stderr.contains("--emergency needs --config FILE"))
+        let shell = try Command.run("/bin/sh", [URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/scripts/emergency-rollback.sh", stack.daemon.configPath])
+        #expect(shell.exitCode == 1)
+        #expect(shell.stderr.contains("no previous binary to roll back to"))
+    }
+}
+
+@Suite struct DocumentationTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    @Test func everyConfigKeyIsDocumented() throws {
+        let doc = try String(contentsOfFile: Self.root + "/docs/configuration.md", encoding: .utf8)
+        let keys = ConfigDecoder.knownKeys
+        #expect(keys.count > 30, "the decoder reports what it reads: \(keys.sorted())")
+        for key in keys.sorted() {
+            let parts = key.split(separator: ".")
+            if parts.count == 1 {
+                let asSection = doc.contains("## `[\(key)]`")
+                let asKey = doc.contains("| `\(key)` |")
+                #expect(asSection || asKey, "docs/configuration.md does not describe `\(key)`")
+            } else {
+                let section = parts[0], leaf = parts[1]
+                guard let start = doc.range(of: "## `[\(section)]`") else {
+                    Issue.record("docs/configuration.md has no section [\(section)]")
+                    continue
+                }
+                let rest = doc[start.upperBound...]
+                let end = rest.range(of: "\n## ")?.lowerBound ?? rest.endIndex
+                #expect(rest[..<end].contains("| `\(leaf)` |"), "docs/configuration.md does not describe `\(key)` in [\(section)]")
+            }
+        }
+    }
+}
