@@ -14,6 +14,7 @@ final class ProxyStack {
 
     init(
         _ kind: ProxyKindUnderTest = .caddy, v1Flags: [String] = [], fault: ProxyFault? = nil,
+        daemonEnvironment: [String: String] = [:],
         options: (inout DaemonUnderTest.Options) -> Void = { _ in }
     ) throws {
         let ports = FreePort.pick(2)
@@ -30,7 +31,7 @@ final class ProxyStack {
         options(&settings)
         daemon = DaemonUnderTest(settings)
         try proxy.start()
-        try daemon.start(environment: proxy.environment)
+        try daemon.start(environment: proxy.environment.merging(daemonEnvironment) { $1 })
     }
 
     /// Waits until the proxy serves `version`.

@@ -20,6 +20,8 @@ public struct AppMachine: Sendable, Equatable {
 
     public enum Event: Sendable, Equatable {
         case start(port: Int)
+        /// A live instance a previous supervisor left running: check its health, don't restart it.
+        case adopt(pid: Int32, port: Int)
         case spawned(pid: Int32)
         case spawnFailed(reason: String)
         case healthy
@@ -61,6 +63,10 @@ public struct AppMachine: Sendable, Equatable {
         case (.idle, .start(let port)):
             state = .starting(port: port)
             return [.spawn(port: port)]
+
+        case (.idle, .adopt(let pid, let port)):
+            state = .awaitingHealth(pid: pid, port: port)
+            return [.awaitHealth(pid: pid, port: port)]
 
         case (.starting(let port), .spawned(let pid)):
             state = .awaitingHealth(pid: pid, port: port)

@@ -62,12 +62,24 @@ public struct JournalState: Codable, Sendable, Equatable {
         public var port: Int
         public var sha256: String?
         public var version: String?
+        /// /proc start time (clock ticks after boot): tells a reused pid apart.
+        public var startTime: UInt64?
+        /// /proc/PID/exe once healthy (after any wrapper exec'ed).
+        public var executable: String?
 
-        public init(pid: Int32, port: Int, sha256: String?, version: String?) {
+        public init(pid: Int32, port: Int, sha256: String?, version: String?, startTime: UInt64? = nil, executable: String? = nil) {
             self.pid = pid
             self.port = port
             self.sha256 = sha256
             self.version = version
+            self.startTime = startTime
+            self.executable = executable
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case pid, port, sha256, version
+            case startTime = "start_time"
+            case executable
         }
     }
 
@@ -77,22 +89,32 @@ public struct JournalState: Codable, Sendable, Equatable {
         public var phase: SwapPhase
         public var newPort: Int
         public var newPID: Int32?
+        public var newStartTime: UInt64?
         public var stagedSHA256: String?
+        /// The instance being replaced (its pid and start time, to stop it after a crash).
+        public var old: Instance?
 
-        public init(id: String, action: SwapAction, phase: SwapPhase, newPort: Int, newPID: Int32?, stagedSHA256: String?) {
+        public init(
+            id: String, action: SwapAction, phase: SwapPhase, newPort: Int, newPID: Int32?, stagedSHA256: String?,
+            newStartTime: UInt64? = nil, old: Instance? = nil
+        ) {
             self.id = id
             self.action = action
             self.phase = phase
             self.newPort = newPort
             self.newPID = newPID
             self.stagedSHA256 = stagedSHA256
+            self.newStartTime = newStartTime
+            self.old = old
         }
 
         enum CodingKeys: String, CodingKey {
             case id, action, phase
             case newPort = "new_port"
             case newPID = "new_pid"
+            case newStartTime = "new_start_time"
             case stagedSHA256 = "staged_sha256"
+            case old
         }
     }
 

@@ -26,14 +26,16 @@ public actor AppRuntime {
     /// daemon points the proxy at it here).
     private let beforeReady: @Sendable (_ port: Int) async -> Void
     public let metrics: SupervisorMetrics
+    private let store: JournalStore?
 
     public init(
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(),
-        metrics: SupervisorMetrics = SupervisorMetrics(),
+        metrics: SupervisorMetrics = SupervisorMetrics(), store: JournalStore? = nil,
         beforeReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
         self.beforeReady = beforeReady
         self.metrics = metrics
+        self.store = store
         self.config = config
         self.logger = logger
         self.notifier = notifier
@@ -41,14 +43,25 @@ public actor AppRuntime {
         self.machine = AppMachine()
     }
 
-    /// Starts the app on the first port.
-    public func start() async {
+    /// Starts the app on `port` (the first port by default), or adopts a
+    /// live instance a previous supervisor left running.
+    public func start(port: Int? = nil, adopting: Int32? = nil) async {
         binarySHA256 = FileDigest.sha256(path: config.app.binary)
         if let command = config.app.versionCommand {
             binaryVersion = await VersionProbe.version(of: config.app.binary, command: command, timeout: config.health.startTimeout)
         }
         metrics.setServing(version: binaryVersion, sha256: binarySHA256)
-        handle(.start(port: config.app.ports.first ?? 0))
+        let port = port ?? config.app.ports.first ?? 0
+        if let pid = adopting, let child = try? ChildProcess.adopt(pid: pid) {
+            process = child
+            processStarted = .now
+            processStartedWall = Clock.now()
+            logger.notice("re-adopted the running app (no restart)", metadata: ["pid": "\(pid)", "port": "\(port)"])
+            watchExit(of: child)
+            handle(.adopt(pid: pid, port: port))
+            return
+        }
+        handle(.start(port: port))
     }
 
     /// Suspends until the app has passed its first health gate, or the runtime stops (false).
@@ -122,6 +135,7 @@ public actor AppRuntime {
         processStartedWall = Clock.now()
         binarySHA256 = sha256
         handle(.handedOver(pid: child.pid, port: port))
+        recordServing(pid: child.pid, port: port)
         watchExit(of: child)
         notifier.status(statusLine())
     }
@@ -157,6 +171,7 @@ public actor AppRuntime {
             }
 
         case .announceRecovered(let pid, let port, let restarts):
+            recordServing(pid: pid, port: port)
             logger.notice("app is healthy again after restart", metadata: ["pid": "\(pid)", "port": "\(port)", "restarts": "\(restarts)"])
             notifier.status(statusLine())
 
@@ -198,10 +213,25 @@ public actor AppRuntime {
     }
 
     private func completeReady(pid: Int32, port: Int) {
+        recordServing(pid: pid, port: port)
         logger.info("ready", metadata: ["pid": "\(pid)", "port": "\(port)"])
         notifier.ready(status: statusLine())
         for waiter in readyWaiters { waiter.resume(returning: true) }
         readyWaiters = []
+    }
+
+    /// The serving instance as the journal keeps it (identity from /proc).
+    public func servingRecord(pid: Int32, port: Int) -> JournalState.Instance {
+        let identity = ProcessIdentity.of(pid: pid)
+        return JournalState.Instance(
+            pid: pid, port: port, sha256: binarySHA256, version: binaryVersion,
+            startTime: identity?.startTime, executable: identity?.executable)
+    }
+
+    private func recordServing(pid: Int32, port: Int) {
+        guard let store else { return }
+        let record = servingRecord(pid: pid, port: port)
+        Task { await store.setServing(record) }
     }
 
     private func spawn(port: Int) {

@@ -26,15 +26,20 @@ public struct Daemon: Sendable {
         }
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
-        let runtime = AppRuntime(config: config, logger: logger, notifier: notifier) { port in
-            // First start: make sure the proxy points at the instance we run.
+        let store = JournalStore(journal: journal, initial: journal.read(), logger: logger)
+        let recovery = Recovery(config: config, journal: journal, store: store, logger: logger)
+        recovery.prepare()
+        let runtime = AppRuntime(config: config, logger: logger, notifier: notifier, store: store) { port in
+            // First start: make sure the proxy points at the instance we run,
+            // then clean up whatever a previous supervisor left half done.
             do throws(SwapError) {
                 try await driver.ensureUpstream(port: port) { message in logger.info("proxy: \(message)") }
             } catch {
                 logger.error("proxy: could not point \(driver.summary) at port \(port): \(error.message); fix the proxy and restart, or swap")
             }
+            await recovery.finish()
         }
-        let swaps = SwapCoordinator(config: config, runtime: runtime, driver: driver, journal: journal, logger: logger, notifier: notifier)
+        let swaps = SwapCoordinator(config: config, runtime: runtime, driver: driver, store: store, logger: logger, notifier: notifier)
         let server = try await ControlServer.bind(
             path: config.control.socket, groupName: config.control.group,
             handler: ControlAPI(runtime: runtime, swaps: swaps, journal: journal, proxySummary: driver.summary), logger: logger)
@@ -43,7 +48,7 @@ public struct Daemon: Sendable {
         let services: [any Service] = [
             WatchdogService(notifier: notifier),
             ControlService(server: server),
-            AppService(runtime: runtime, notifier: notifier, logger: logger),
+            AppService(runtime: runtime, notifier: notifier, logger: logger, start: recovery.start),
         ]
         let group = ServiceGroup(
             configuration: .init(
@@ -77,9 +82,10 @@ struct AppService: Service {
     let runtime: AppRuntime
     let notifier: Notifier
     let logger: Logger
+    let start: (port: Int, adopting: Int32?)
 
     func run() async throws {
-        await runtime.start()
+        await runtime.start(port: start.port, adopting: start.adopting)
         try? await gracefulShutdown()
         notifier.stopping(status: "stopping app")
         logger.info("shutting down")

@@ -15,12 +15,15 @@ public actor SwapCoordinator {
     private let runtime: AppRuntime
     private let driver: any ProxyDriver
     private let journal: StateJournal
+    private let store: JournalStore
     private let logger: Logger
     private let notifier: Notifier
     private var running: (id: String, action: SwapAction, phase: SwapPhase)?
     private var counter = 0
 
-    public init(config: SupervisorConfig, runtime: AppRuntime, driver: any ProxyDriver, journal: StateJournal, logger: Logger, notifier: Notifier = Notifier()) {
+    public init(config: SupervisorConfig, runtime: AppRuntime, driver: any ProxyDriver, store: JournalStore, logger: Logger, notifier: Notifier = Notifier()) {
+        self.store = store
+        let journal = store.journal
         self.config = config
         self.runtime = runtime
         self.driver = driver
@@ -66,7 +69,7 @@ public actor SwapCoordinator {
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
         let context = SwapRun.Context(
             id: id, action: action, source: path, callerUID: callerUID, config: config, runtime: runtime,
-            driver: driver, journal: journal, logger: logger,
+            driver: driver, journal: journal, store: store, logger: logger,
             report: { line in continuation.yield(Self.encode(line)) },
             phaseChanged: { [weak self] phase in await self?.phaseChanged(id: id, phase) })
         let run = SwapRun(context: context, old: old)

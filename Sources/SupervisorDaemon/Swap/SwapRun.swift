@@ -18,6 +18,7 @@ actor SwapRun {
         let runtime: AppRuntime
         let driver: any ProxyDriver
         let journal: StateJournal
+        let store: JournalStore
         let logger: Logger
         let report: @Sendable (SwapStreamLine) -> Void
         let phaseChanged: @Sendable (SwapPhase) async -> Void
@@ -35,10 +36,13 @@ actor SwapRun {
     private var newVersion: String?
     private var newChild: ChildProcess?
     private var handedOver = false
+    private let oldIdentity: ProcessIdentity?
+    private var newIdentity: ProcessIdentity?
 
     init(context: Context, old: (process: ChildProcess, port: Int, sha256: String?, version: String?)) {
         self.context = context
         self.old = old
+        self.oldIdentity = ProcessIdentity.of(pid: old.process.pid)
         let ports = context.config.app.ports
         newPort = ports.first { $0 != old.port } ?? ports[0]
     }
@@ -66,7 +70,9 @@ actor SwapRun {
     private func perform(_ action: SwapMachine.Action) async -> SwapMachine.Event? {
         switch action {
         case .journal(let phase):
-            return journal(phase)
+            let event = await journal(phase)
+            FaultInjection.exitIfRequested(at: phase)
+            return event
         case .stage:
             return stage()
         case .runPreflight:
@@ -97,21 +103,31 @@ actor SwapRun {
         }
     }
 
-    private func journal(_ phase: SwapPhase) -> SwapMachine.Event? {
+    private func journal(_ phase: SwapPhase) async -> SwapMachine.Event? {
         let now = ContinuousClock.now
         if let (previous, since) = phaseStarted {
             phasesMS[previous.rawValue, default: 0] += (now - since).milliseconds
         }
         phaseStarted = phase == .done ? nil : (phase, now)
-        let serving = handedOver ? newChild.map { JournalState.Instance(pid: $0.pid, port: newPort, sha256: staged?.sha256, version: newVersion) }
-            : JournalState.Instance(pid: old.process.pid, port: old.port, sha256: old.sha256, version: old.version)
-        let state = JournalState(
-            serving: serving,
-            swap: phase == .done ? nil : .init(id: context.id, action: context.action, phase: phase, newPort: newPort, newPID: newChild?.pid, stagedSHA256: staged?.sha256))
+        let oldRecord = JournalState.Instance(
+            pid: old.process.pid, port: old.port, sha256: old.sha256, version: old.version,
+            startTime: oldIdentity?.startTime, executable: oldIdentity?.executable)
+        let serving: JournalState.Instance =
+            handedOver
+            ? JournalState.Instance(
+                pid: newChild?.pid ?? 0, port: newPort, sha256: staged?.sha256, version: newVersion,
+                startTime: newIdentity?.startTime, executable: ProcessIdentity.of(pid: newChild?.pid ?? 0)?.executable)
+            : oldRecord
+        let swap: JournalState.SwapInProgress? =
+            phase == .done
+            ? nil
+            : .init(
+                id: context.id, action: context.action, phase: phase, newPort: newPort, newPID: newChild?.pid,
+                stagedSHA256: staged?.sha256, newStartTime: newIdentity?.startTime, old: oldRecord)
         let phaseChanged = context.phaseChanged
         Task { await phaseChanged(phase) }
         do {
-            try context.journal.write(state)
+            try await context.store.setSwap(swap, serving: serving)
         } catch {
             context.logger.error("cannot write the state journal: \(error)")
             if phase != .done && phase != .revert {
@@ -165,6 +181,7 @@ actor SwapRun {
         do {
             let child = try ProcessSpawner.spawn(request)
             newChild = child
+            newIdentity = ProcessIdentity.of(pid: child.pid)
             progress(.start, "started the new binary on port \(newPort) (pid \(child.pid))")
             return .newStarted
         } catch {

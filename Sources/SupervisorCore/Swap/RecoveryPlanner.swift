@@ -1,0 +1,89 @@
+/// Decides, at start, how to reach one consistent version from what the
+/// state journal says and what is alive now. Pure: the daemon gathers the
+/// facts and carries out the plan.
+///
+/// | journal phase when the daemon died | serving per journal | recovery |
+/// |---|---|---|
+/// | none (steady state) | the app | adopt it if alive, else start it on its port |
+/// | stage, preflight, start, health, switch, revert | the old instance | undo: adopt the old one (or start it), point the proxy at it, stop the new one, remove `.new` |
+/// | drain, stop, commit | the new instance | complete: commit `.new` if still there, adopt the new one (or start it), point the proxy at it, stop the old one |
+///
+/// Either way the interrupted operation is recorded in history as `interrupted`.
+public enum RecoveryPlanner {
+    public struct Facts: Sendable, Equatable {
+        /// The journal's serving instance is still that very process.
+        public var servingAlive: Bool
+        /// The swap's new instance is still that very process.
+        public var newAlive: Bool
+        /// The swap's old instance is still that very process.
+        public var oldAlive: Bool
+        /// `<binary>.new` exists.
+        public var stagedExists: Bool
+
+        public init(servingAlive: Bool, newAlive: Bool = false, oldAlive: Bool = false, stagedExists: Bool = false) {
+            self.servingAlive = servingAlive
+            self.newAlive = newAlive
+            self.oldAlive = oldAlive
+            self.stagedExists = stagedExists
+        }
+    }
+
+    public struct StopTarget: Sendable, Equatable {
+        public var pid: Int32
+        public var port: Int
+        public init(pid: Int32, port: Int) {
+            self.pid = pid
+            self.port = port
+        }
+    }
+
+    public struct Plan: Sendable, Equatable {
+        public enum Instance: Sendable, Equatable {
+            case adopt(pid: Int32, port: Int)
+            case start(port: Int)
+        }
+
+        public enum Outcome: String, Sendable, Equatable {
+            case undone
+            case completed
+        }
+
+        public var instance: Instance
+        /// Commit `.new` (to `<binary>`, keeping `.bak`) before starting anything.
+        public var commitStaged: Bool = false
+        /// Remove a stray `.new`.
+        public var removeStaged: Bool = false
+        /// Drain and stop these once the proxy points at the serving instance.
+        public var stop: [StopTarget] = []
+        /// The interrupted swap, for history.
+        public var interrupted: (id: String, action: SwapAction, phase: SwapPhase, outcome: Outcome)?
+
+        public static func == (lhs: Plan, rhs: Plan) -> Bool {
+            lhs.instance == rhs.instance && lhs.commitStaged == rhs.commitStaged && lhs.removeStaged == rhs.removeStaged
+                && lhs.stop == rhs.stop && lhs.interrupted?.id == rhs.interrupted?.id
+                && lhs.interrupted?.phase == rhs.interrupted?.phase && lhs.interrupted?.outcome == rhs.interrupted?.outcome
+        }
+    }
+
+    public static func plan(state: JournalState?, facts: Facts, firstPort: Int, stagedExistsWithoutSwap: Bool = false) -> Plan {
+        guard let state, let serving = state.serving else {
+            return Plan(instance: .start(port: firstPort), removeStaged: stagedExistsWithoutSwap)
+        }
+        let keepServing: Plan.Instance = facts.servingAlive ? .adopt(pid: serving.pid, port: serving.port) : .start(port: serving.port)
+        guard let swap = state.swap else {
+            return Plan(instance: keepServing, removeStaged: facts.stagedExists)
+        }
+        switch swap.phase {
+        case .stage, .preflight, .start, .health, .switch, .revert:
+            var plan = Plan(instance: keepServing, removeStaged: facts.stagedExists)
+            if facts.newAlive, let pid = swap.newPID, pid != serving.pid { plan.stop = [StopTarget(pid: pid, port: swap.newPort)] }
+            plan.interrupted = (swap.id, swap.action, swap.phase, .undone)
+            return plan
+        case .drain, .stop, .commit, .done:
+            var plan = Plan(instance: keepServing, commitStaged: facts.stagedExists)
+            if facts.oldAlive, let old = swap.old, old.pid != serving.pid { plan.stop = [StopTarget(pid: old.pid, port: old.port)] }
+            plan.interrupted = (swap.id, swap.action, swap.phase, .completed)
+            return plan
+        }
+    }
+}

@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import SupervisorCore
+import SystemBindings
+
+/// Carries out a `RecoveryPlanner` plan at start: gathers the facts from
+/// /proc and the file system, commits a half-committed swap before anything
+/// starts, and — once the proxy points at the serving instance — drains and
+/// stops what a dead supervisor left behind, removes a stray `.new` and
+/// records the interrupted swap in history.
+struct Recovery: Sendable {
+    let config: SupervisorConfig
+    let journal: StateJournal
+    let store: JournalStore
+    let logger: Logger
+    let previous: JournalState?
+    let plan: RecoveryPlanner.Plan
+
+    init(config: SupervisorConfig, journal: StateJournal, store: JournalStore, logger: Logger) {
+        self.config = config
+        self.journal = journal
+        self.store = store
+        self.logger = logger
+        let previous = journal.read()
+        self.previous = previous
+        let staged = access(BinaryStager.stagedPath(for: config.app.binary), F_OK) == 0
+        func alive(_ instance: JournalState.Instance?) -> Bool {
+            guard let instance, let startTime = instance.startTime else { return false }
+            return ProcessIdentity(pid: instance.pid, startTime: startTime, executable: instance.executable).isStillRunning()
+        }
+        func newAlive(_ swap: JournalState.SwapInProgress?) -> Bool {
+            guard let swap, let pid = swap.newPID, let startTime = swap.newStartTime else { return false }
+            return ProcessIdentity.of(pid: pid)?.startTime == startTime
+        }
+        let facts = RecoveryPlanner.Facts(
+            servingAlive: alive(previous?.serving), newAlive: newAlive(previous?.swap),
+            oldAlive: alive(previous?.swap?.old), stagedExists: staged)
+        plan = RecoveryPlanner.plan(
+            state: previous, facts: facts, firstPort: config.app.ports.first ?? 0, stagedExistsWithoutSwap: staged)
+    }
+
+    /// Before the app starts: finish a commit the dead supervisor had begun.
+    func prepare() {
+        if let interrupted = plan.interrupted {
+            logger.warning("the previous supervisor stopped during \(interrupted.action.rawValue) phase \(interrupted.phase.rawValue); recovery will \(interrupted.outcome == .undone ? "undo" : "complete") it")
+        }
+        if plan.commitStaged {
+            do {
+                try BinaryCommitter.commit(liveBinary: config.app.binary)
+                logger.notice("recovery: committed \(BinaryStager.stagedPath(for: config.app.binary)) as \(config.app.binary)")
+            } catch {
+                logger.error("recovery: \(error.message)")
+            }
+        }
+    }
+
+    /// Where the app comes from: the adopted pid, or a fresh start on a port.
+    var start: (port: Int, adopting: Int32?) {
+        switch plan.instance {
+        case .adopt(let pid, let port): (port, pid)
+        case .start(let port): (port, nil)
+        }
+    }
+
+    /// After the proxy points at the serving instance.
+    func finish() async {
+        for target in plan.stop {
+            guard let process = try? ChildProcess.adopt(pid: target.pid) else { continue }
+            _ = await ConnectionDrainer(timeout: config.drain.timeout).drain(port: target.port)
+            let result = await ProcessStopper.stop(process, signal: config.app.stopSignal.number, timeout: config.app.stopTimeout)
+            logger.notice("recovery: stopped the instance a previous supervisor left on port \(target.port) (pid \(target.pid)): \(result)")
+        }
+        if plan.removeStaged {
+            BinaryStager.removeStaged(for: config.app.binary)
+            logger.notice("recovery: removed the stray \(BinaryStager.stagedPath(for: config.app.binary))")
+        }
+        guard let interrupted = plan.interrupted, let swap = previous?.swap else { return }
+        let old = swap.old
+        let entry = HistoryEntry(
+            id: interrupted.id, time: Clock.rfc3339Now(), action: interrupted.action, callerUID: nil,
+            from: BinaryIdentity(sha256: old?.sha256, version: old?.version),
+            to: BinaryIdentity(sha256: swap.stagedSHA256, version: nil), result: .interrupted,
+            error: SwapError(
+                SwapError.Code(rawValue: "interrupted"),
+                "supervisord stopped during phase \(interrupted.phase.rawValue); recovery \(interrupted.outcome == .undone ? "undid it: the previous version serves" : "completed it: the new version serves")"),
+            phasesMS: [:], totalMS: 0)
+        do {
+            try journal.append(entry)
+        } catch {
+            logger.error("recovery: cannot record the interrupted swap in history: \(error)")
+        }
+        try? await store.setSwap(nil, serving: nil)
+    }
+}

@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SupervisorCore
+import Testing
+
+extension UnderLoad {
+    /// Kill the supervisor at the worst moments; check that a new one reaches
+    /// one consistent version without a single failed request (behind nginx,
+    /// which adds no socket errors of its own).
+    @Suite(.timeLimit(.minutes(10)))
+    struct RecoveryTests {
+        init() throws {
+            try #require(ProxyKindUnderTest.nginx.isInstalled, "nginx is not installed: run scripts/test.sh, which installs it")
+            try #require(LoadGenerator.isInstalled, "wrk is not installed: run scripts/test.sh, which installs it")
+        }
+
+        @Test func aRestartedSupervisorReadoptsTheRunningAppWithoutRestartingIt() throws {
+            let stack = try ProxyStack(.nginx)
+            let before = try #require(stack.daemon.waitUntilRunning())
+            let pid = try #require(before["pid"] as? Int)
+            let load = try LoadGenerator(port: stack.proxy.listenPort)
+
+            #expect(stack.daemon.terminate(SIGKILL) != nil)
+            #expect(processExists(pid_t(pid)), "the app outlives its supervisor")
+            try stack.daemon.start(environment: stack.proxy.environment)
+            let after = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+            let report = load.finish()
+            print("LOAD nginx supervisor SIGKILL + restart (re-adoption): \(report)")
+
+            #expect(after["pid"] as? Int == pid, "same process, not restarted")
+            #expect(after["restarts"] as? Int == 0)
+            #expect(stack.daemon.log.contains("re-adopted the running app (no restart)"))
+            #expect(report.non2xx == 0 && report.socketErrors == 0, "\(report)")
+
+            // The adopted app is still supervised: a crash is restarted, a stop stops it.
+            kill(pid_t(pid), SIGKILL)
+            #expect(eventually { (stack.daemon.status()?["pid"] as? Int).map { $0 != pid } ?? false })
+            let restarted = try #require(stack.daemon.waitUntilRunning())
+            let newPID = try #require(restarted["pid"] as? Int)
+            #expect(stack.daemon.terminate() == 0)
+            #expect(!processExists(pid_t(newPID)))
+        }
+
+        @Test(arguments: [SwapPhase.stage, .preflight, .start, .health, .switch, .drain, .stop, .commit])
+        func supervisorKilledDuringASwapRecoversToOneVersion(_ phase: SwapPhase) throws {
+            let stack = try ProxyStack(.nginx, daemonEnvironment: ["SUPERVISOR_FAULT_EXIT_AT": phase.rawValue])
+            #expect(stack.daemon.waitUntilRunning() != nil, "\(stack.daemon.log)")
+            let v1 = stack.bytes(stack.live)
+            let v2Path = stack.version("v2")
+            let v2 = stack.bytes(v2Path)
+            let load = try LoadGenerator(port: stack.proxy.listenPort)
+
+            let (swap, _) = try stack.swap(v2Path)
+            #expect(swap.exitCode != 0, "the daemon died mid-swap: \(swap.stderr)")
+            #expect(stack.daemon.process?.waitForExit(timeout: 10) == true)
+            #expect(stack.daemon.process?.exitCode == 99)
+
+            try stack.daemon.start(environment: stack.proxy.environment)
+            let status = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+            let completes = [SwapPhase.drain, .stop, .commit].contains(phase)
+            let expected = completes ? "v2" : "v1"
+            #expect(stack.proxy.servedVersion() == expected)
+            #expect(status["version"] as? String == expected)
+            #expect(eventually(timeout: 20) { !isListening(port: stack.daemon.ports.first { $0 != status["port"] as? Int }!) }, "only the serving instance is left")
+            let report = load.finish()
+            print("LOAD nginx supervisor killed at \(phase.rawValue), restarted: \(report)")
+            #expect(report.non2xx == 0 && report.socketErrors == 0, "\(report)")
+
+            #expect(eventually(timeout: 10) { !FileManager.default.fileExists(atPath: stack.live + ".new") }, "no stray .new")
+            if completes {
+                #expect(stack.bytes(stack.live) == v2)
+                #expect(stack.bytes(stack.live + ".bak") == v1)
+            } else {
+                #expect(stack.bytes(stack.live) == v1)
+                #expect(!FileManager.default.fileExists(atPath: stack.live + ".bak"))
+            }
+            let history = try stack.daemon.ctl(["history", "--json"])
+            #expect(eventually(timeout: 10) { ((try? stack.daemon.ctl(["history", "--json"]))?.stdout ?? "").contains("\"result\":\"interrupted\"") }, "\(history.stdout)")
+        }
+    }
+}
