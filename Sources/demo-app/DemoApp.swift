@@ -47,6 +47,8 @@ struct DemoApp {
         let failHealth = options.failHealth
         let responseDelay = TimeAmount.milliseconds(Int64(options.responseDelayMilliseconds))
         let healthFields = options.healthFields
+        let unhealthyFrom: NIODeadline? = options.failHealthAfterMilliseconds > 0
+            ? .now() + .milliseconds(Int64(options.failHealthAfterMilliseconds)) : nil
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -59,7 +61,8 @@ struct DemoApp {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        DemoHTTPHandler(versionTag: versionTag, failHealth: failHealth, responseDelay: responseDelay, healthFields: healthFields))
+                        DemoHTTPHandler(versionTag: versionTag, failHealth: failHealth, responseDelay: responseDelay, healthFields: healthFields,
+                            unhealthyFrom: unhealthyFrom))
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

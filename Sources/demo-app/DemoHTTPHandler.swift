@@ -13,9 +13,12 @@ final class DemoHTTPHandler: ChannelInboundHandler {
     private let failHealth: Bool
     private let responseDelay: TimeAmount
     private let healthExtra: String
+    /// When set, /health fails from this moment on.
+    private let unhealthyFrom: NIODeadline?
     private var request: HTTPRequestHead?
 
-    init(versionTag: String, failHealth: Bool, responseDelay: TimeAmount, healthFields: [(String, String)] = []) {
+    init(versionTag: String, failHealth: Bool, responseDelay: TimeAmount, healthFields: [(String, String)] = [], unhealthyFrom: NIODeadline? = nil) {
+        self.unhealthyFrom = unhealthyFrom
         self.healthExtra = healthFields.map { ",\"\(Self.escape($0.0))\":\"\(Self.escape($0.1))\"" }.joined()
         self.versionTag = versionTag
         self.failHealth = failHealth
@@ -50,7 +53,7 @@ final class DemoHTTPHandler: ChannelInboundHandler {
         case "/":
             return (.ok, "demo-app \(versionTag)\n", "text/plain")
         case "/health":
-            if failHealth {
+            if failHealth || (unhealthyFrom.map { NIODeadline.now() >= $0 } ?? false) {
                 return (.serviceUnavailable, #"{"status":"failing","version":"\#(versionTag)""# + healthExtra + "}\n", "application/json")
             }
             return (.ok, #"{"status":"ok","version":"\#(versionTag)""# + healthExtra + "}\n", "application/json")

@@ -17,6 +17,7 @@ struct DemoOptions {
     var responseDelayMilliseconds = 0
     var crashAfterMilliseconds = 0
     var healthFields: [(String, String)] = []
+    var failHealthAfterMilliseconds = 0
 
     static let usage = """
         usage: demo-app [options]
@@ -37,6 +38,7 @@ struct DemoOptions {
           --ignore-sigterm       ignore SIGTERM (only SIGKILL stops it) [DEMO_IGNORE_SIGTERM=1]
           --drain-delay-ms N     keep serving N ms after SIGTERM before draining [DEMO_DRAIN_DELAY_MS]
           --response-delay-ms N  answer / after N ms [DEMO_RESPONSE_DELAY_MS]
+          --fail-health-after-ms N  answer /health with 503 from N ms after start on [DEMO_FAIL_HEALTH_AFTER_MS]
           --health-field K=V     add "K":"V" to the /health JSON, repeatable [DEMO_HEALTH_FIELDS=K=V,K2=V2]
 
         On SIGTERM it stops accepting, finishes in-flight requests, answers the
@@ -58,6 +60,7 @@ struct DemoOptions {
             if let delay = try number(environment["DEMO_DRAIN_DELAY_MS"], "DEMO_DRAIN_DELAY_MS").get() { options.drainDelayMilliseconds = delay }
             if let delay = try number(environment["DEMO_RESPONSE_DELAY_MS"], "DEMO_RESPONSE_DELAY_MS").get() { options.responseDelayMilliseconds = delay }
             if let delay = try number(environment["DEMO_CRASH_AFTER_MS"], "DEMO_CRASH_AFTER_MS").get() { options.crashAfterMilliseconds = delay }
+            if let delay = try number(environment["DEMO_FAIL_HEALTH_AFTER_MS"], "DEMO_FAIL_HEALTH_AFTER_MS").get() { options.failHealthAfterMilliseconds = delay }
         } catch {
             return .failure(error)
         }
@@ -95,6 +98,7 @@ struct DemoOptions {
                 case "--crash-at-start": options.crashAtStart = true
                 case "--start-delay-ms": options.startDelayMilliseconds = try count(argument).get()
                 case "--crash-after-ms": options.crashAfterMilliseconds = try count(argument).get()
+                case "--fail-health-after-ms": options.failHealthAfterMilliseconds = try count(argument).get()
                 case "--ignore-sigterm": options.ignoreSIGTERM = true
                 case "--drain-delay-ms": options.drainDelayMilliseconds = try count(argument).get()
                 case "--response-delay-ms": options.responseDelayMilliseconds = try count(argument).get()

@@ -93,3 +93,71 @@ import Testing
         #expect(machine.handle(.begin) == [])
     }
 }
+
+@Suite struct SwapMachineWarmHoldTests {
+    @Test func warmHoldCommitsWithoutStoppingTheOldInstance() {
+        var machine = SwapMachine(warmHold: true)
+        let steps = [SwapMachine.Event.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .committed]
+            .map { machine.handle($0) }
+        #expect(steps[6] == [.journal(.commit), .commitBinaries], "no drain or stop after the switch")
+        #expect(steps[7] == [.journal(.watch), .startWarmHold, .finish(.succeeded)])
+        #expect(!steps.joined().contains(.stopOld))
+        #expect(machine.phase == .watch)
+    }
+}
+
+@Suite struct RecoveryPlannerTests {
+    static let old = JournalState.Instance(pid: 10, port: 8081, sha256: "aaa", version: "v1", startTime: 100)
+    static let new = JournalState.Instance(pid: 20, port: 8082, sha256: "bbb", version: "v2", startTime: 200)
+
+    func state(_ phase: SwapPhase?, servingNew: Bool = false) -> JournalState {
+        JournalState(
+            serving: servingNew ? Self.new : Self.old,
+            swap: phase.map { .init(id: "s1", action: .swap, phase: $0, newPort: 8082, newPID: 20, stagedSHA256: "bbb", newStartTime: 200, old: Self.old) })
+    }
+
+    @Test func nothingRecordedStartsOnTheFirstPort() {
+        let plan = RecoveryPlanner.plan(state: nil, facts: .init(servingAlive: false), firstPort: 8081, stagedExistsWithoutSwap: true)
+        #expect(plan.instance == .start(port: 8081))
+        #expect(plan.removeStaged)
+        #expect(plan.interrupted == nil)
+    }
+
+    @Test func steadyStateAdoptsOrRestartsOnTheRecordedPort() {
+        let serving = JournalState(serving: Self.new, swap: nil)
+        #expect(RecoveryPlanner.plan(state: serving, facts: .init(servingAlive: true), firstPort: 8081).instance == .adopt(pid: 20, port: 8082))
+        #expect(RecoveryPlanner.plan(state: serving, facts: .init(servingAlive: false), firstPort: 8081).instance == .start(port: 8082))
+    }
+
+    @Test(arguments: [SwapPhase.stage, .preflight, .start, .health, .switch, .revert])
+    func beforeTheSwitchIsUndone(_ phase: SwapPhase) {
+        let plan = RecoveryPlanner.plan(
+            state: state(phase), facts: .init(servingAlive: true, newAlive: true, oldAlive: true, stagedExists: true), firstPort: 8081)
+        #expect(plan.instance == .adopt(pid: 10, port: 8081))
+        #expect(plan.stop == [.init(pid: 20, port: 8082)])
+        #expect(plan.removeStaged)
+        #expect(!plan.commitStaged)
+        #expect(plan.interrupted?.outcome == .undone)
+    }
+
+    @Test(arguments: [SwapPhase.drain, .stop, .commit, .watch])
+    func afterTheSwitchIsCompleted(_ phase: SwapPhase) {
+        let plan = RecoveryPlanner.plan(
+            state: state(phase, servingNew: true), facts: .init(servingAlive: true, newAlive: true, oldAlive: true, stagedExists: phase != .watch),
+            firstPort: 8081)
+        #expect(plan.instance == .adopt(pid: 20, port: 8082))
+        #expect(plan.stop == [.init(pid: 10, port: 8081)])
+        #expect(plan.commitStaged == (phase != .watch))
+        #expect(!plan.removeStaged)
+        #expect(plan.interrupted?.outcome == .completed)
+    }
+
+    @Test func deadInstancesAreNotStoppedAndADeadServingOneIsStartedOnItsPort() {
+        let plan = RecoveryPlanner.plan(
+            state: state(.drain, servingNew: true), facts: .init(servingAlive: false, newAlive: false, oldAlive: false, stagedExists: true),
+            firstPort: 8081)
+        #expect(plan.instance == .start(port: 8082))
+        #expect(plan.commitStaged, "commit first, so the fresh start runs the new binary")
+        #expect(plan.stop.isEmpty)
+    }
+}

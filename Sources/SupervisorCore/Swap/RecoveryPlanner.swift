@@ -6,7 +6,7 @@
 /// |---|---|---|
 /// | none (steady state) | the app | adopt it if alive, else start it on its port |
 /// | stage, preflight, start, health, switch, revert | the old instance | undo: adopt the old one (or start it), point the proxy at it, stop the new one, remove `.new` |
-/// | drain, stop, commit | the new instance | complete: commit `.new` if still there, adopt the new one (or start it), point the proxy at it, stop the old one |
+/// | drain, stop, commit, watch | the new instance | complete: commit `.new` if still there, adopt the new one (or start it), point the proxy at it, stop the old one |
 ///
 /// Either way the interrupted operation is recorded in history as `interrupted`.
 public enum RecoveryPlanner {
@@ -79,7 +79,7 @@ public enum RecoveryPlanner {
             if facts.newAlive, let pid = swap.newPID, pid != serving.pid { plan.stop = [StopTarget(pid: pid, port: swap.newPort)] }
             plan.interrupted = (swap.id, swap.action, swap.phase, .undone)
             return plan
-        case .drain, .stop, .commit, .done:
+        case .drain, .stop, .commit, .watch, .done:
             var plan = Plan(instance: keepServing, commitStaged: facts.stagedExists)
             if facts.oldAlive, let old = swap.old, old.pid != serving.pid { plan.stop = [StopTarget(pid: old.pid, port: old.port)] }
             plan.interrupted = (swap.id, swap.action, swap.phase, .completed)

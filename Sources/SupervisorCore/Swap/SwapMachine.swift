@@ -39,6 +39,8 @@ public struct SwapMachine: Sendable, Equatable {
         case drainOld
         case stopOld
         case commitBinaries
+        /// Warm hold: keep the old instance alive out of rotation and watch the new one.
+        case startWarmHold
         case stopNew
         case removeStaged
         case finish(Outcome)
@@ -52,12 +54,17 @@ public struct SwapMachine: Sendable, Equatable {
     public private(set) var phase: SwapPhase?
     public private(set) var failure: (error: SwapError, phase: SwapPhase)?
     private var newStarted = false
+    /// With `[health] watch`: the old instance is not drained and stopped
+    /// after the switch; it stays warm for the watch window.
+    public let warmHold: Bool
 
-    public init() {}
+    public init(warmHold: Bool = false) {
+        self.warmHold = warmHold
+    }
 
     public static func == (lhs: SwapMachine, rhs: SwapMachine) -> Bool {
         lhs.phase == rhs.phase && lhs.failure?.error == rhs.failure?.error && lhs.failure?.phase == rhs.failure?.phase
-            && lhs.newStarted == rhs.newStarted
+            && lhs.newStarted == rhs.newStarted && lhs.warmHold == rhs.warmHold
     }
 
     public mutating func handle(_ event: Event) -> [Action] {
@@ -76,12 +83,16 @@ public struct SwapMachine: Sendable, Equatable {
         case (.health?, .newHealthy):
             return enter(.switch, .switchProxy)
         case (.switch?, .switched):
-            return enter(.drain, .drainOld)
+            return warmHold ? enter(.commit, .commitBinaries) : enter(.drain, .drainOld)
         case (.drain?, .drained):
             return enter(.stop, .stopOld)
         case (.stop?, .oldStopped):
             return enter(.commit, .commitBinaries)
         case (.commit?, .committed):
+            if warmHold {
+                phase = .watch
+                return [.journal(.watch), .startWarmHold, .finish(.succeeded)]
+            }
             phase = .done
             return [.journal(.done), .finish(.succeeded)]
 
@@ -126,7 +137,7 @@ public struct SwapMachine: Sendable, Equatable {
             failure = (error, current)
             phase = .done
             return [.journal(.done), .finish(.failed(error, phase: current))]
-        case .revert, .done:
+        case .revert, .done, .watch:
             return []
         }
     }

@@ -8,6 +8,8 @@ public enum SwapPhase: String, Sendable, Codable, CaseIterable {
     case drain
     case stop
     case commit
+    /// Warm hold after a swap: the old instance kept alive out of rotation.
+    case watch
     /// Undoing a failed swap: proxy back, new instance stopped, `.new` removed.
     case revert
     case done

@@ -22,10 +22,12 @@ actor SwapRun {
         let logger: Logger
         let report: @Sendable (SwapStreamLine) -> Void
         let phaseChanged: @Sendable (SwapPhase) async -> Void
+        /// With `[health] watch`: hands the old and new instances to a warm hold.
+        let startWarmHold: @Sendable (_ old: WarmHold.Instance, _ new: WarmHold.Instance) async -> Void
     }
 
     private let context: Context
-    private var machine = SwapMachine()
+    private var machine: SwapMachine
     private let started = ContinuousClock.now
     private var phaseStarted: (SwapPhase, ContinuousClock.Instant)?
     private var phasesMS: [String: Int64] = [:]
@@ -41,6 +43,7 @@ actor SwapRun {
 
     init(context: Context, old: (process: ChildProcess, port: Int, sha256: String?, version: String?)) {
         self.context = context
+        self.machine = SwapMachine(warmHold: context.config.health.watch > .zero)
         self.old = old
         self.oldIdentity = ProcessIdentity.of(pid: old.process.pid)
         let ports = context.config.app.ports
@@ -92,6 +95,14 @@ actor SwapRun {
             return await stopOld()
         case .commitBinaries:
             return commit()
+        case .startWarmHold:
+            if let newChild {
+                progress(.watch, "warm hold: the old instance (pid \(old.process.pid)) stays alive out of rotation for \(context.config.health.watch.humanReadable); `supervisorctl rollback` flips back to it")
+                await context.startWarmHold(
+                    WarmHold.Instance(process: old.process, port: old.port, sha256: old.sha256, version: old.version),
+                    WarmHold.Instance(process: newChild, port: newPort, sha256: staged?.sha256, version: newVersion))
+            }
+            return nil
         case .stopNew:
             await stopNew()
             return .newStopped
