@@ -43,16 +43,36 @@ extension UnderLoad {
             #expect(!processExists(pid_t(newPID)))
         }
 
-        @Test(arguments: [SwapPhase.stage, .preflight, .start, .health, .switch, .drain, .stop, .commit])
-        func supervisorKilledDuringASwapRecoversToOneVersion(_ phase: SwapPhase) throws {
-            let stack = try ProxyStack(.nginx, daemonEnvironment: ["SUPERVISOR_FAULT_EXIT_AT": phase.rawValue])
+        static let phases: [SwapPhase] = [.stage, .preflight, .start, .health, .switch, .drain, .stop, .commit]
+
+        @Test(arguments: [SwapAction.swap, .rollback], phases)
+        func supervisorKilledDuringASwapRecoversToOneVersion(_ action: SwapAction, _ phase: SwapPhase) throws {
+            let fault = ["SUPERVISOR_FAULT_EXIT_AT": phase.rawValue]
+            let stack = try ProxyStack(.nginx, daemonEnvironment: action == .swap ? fault : [:])
             #expect(stack.daemon.waitUntilRunning() != nil, "\(stack.daemon.log)")
-            let v1 = stack.bytes(stack.live)
-            let v2Path = stack.version("v2")
+            // For a rollback: swap to "v0" first, so v1 (the live binary now) is in .bak ...
+            var v1 = stack.bytes(stack.live)
+            var v2Path = stack.version("v2")
+            if action == .rollback {
+                let v0 = stack.version("v0")
+                let (first, _) = try stack.swap(v0)
+                #expect(first.exitCode == 0)
+                // ... and restart the supervisor with the fault armed (it re-adopts v0).
+                #expect(stack.daemon.terminate(SIGKILL) != nil)
+                try stack.daemon.start(environment: stack.proxy.environment.merging(fault) { $1 })
+                #expect(stack.daemon.waitUntilRunning() != nil)
+                // Rolling back goes from v0 (live) to v1 (.bak): in this test's words, "v1" is the old one.
+                let previous = v1
+                v1 = stack.bytes(stack.live)
+                v2Path = stack.live + ".bak"
+                _ = previous
+            }
             let v2 = stack.bytes(v2Path)
+            let oldTag = action == .swap ? "v1" : "v0"
+            let newTag = action == .swap ? "v2" : "v1"
             let load = try LoadGenerator(port: stack.proxy.listenPort)
 
-            let (swap, _) = try stack.swap(v2Path)
+            let (swap, _) = action == .swap ? try stack.swap(v2Path) : (try stack.daemon.ctl(["rollback"]), nil)
             #expect(swap.exitCode != 0, "the daemon died mid-swap: \(swap.stderr)")
             #expect(stack.daemon.process?.waitForExit(timeout: 10) == true)
             #expect(stack.daemon.process?.exitCode == 99)
@@ -60,12 +80,12 @@ extension UnderLoad {
             try stack.daemon.start(environment: stack.proxy.environment)
             let status = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
             let completes = [SwapPhase.drain, .stop, .commit].contains(phase)
-            let expected = completes ? "v2" : "v1"
+            let expected = completes ? newTag : oldTag
             #expect(stack.proxy.servedVersion() == expected)
             #expect(status["version"] as? String == expected)
             #expect(eventually(timeout: 20) { !isListening(port: stack.daemon.ports.first { $0 != status["port"] as? Int }!) }, "only the serving instance is left")
             let report = load.finish()
-            print("LOAD nginx supervisor killed at \(phase.rawValue), restarted: \(report)")
+            print("LOAD nginx supervisor killed during \(action.rawValue) at \(phase.rawValue), restarted: serving \(expected); \(report)")
             #expect(report.non2xx == 0 && report.socketErrors == 0, "\(report)")
 
             #expect(eventually(timeout: 10) { !FileManager.default.fileExists(atPath: stack.live + ".new") }, "no stray .new")
@@ -74,7 +94,8 @@ extension UnderLoad {
                 #expect(stack.bytes(stack.live + ".bak") == v1)
             } else {
                 #expect(stack.bytes(stack.live) == v1)
-                #expect(!FileManager.default.fileExists(atPath: stack.live + ".bak"))
+                if action == .swap { #expect(!FileManager.default.fileExists(atPath: stack.live + ".bak")) }
+                else { #expect(stack.bytes(stack.live + ".bak") == v2, ".bak untouched") }
             }
             let history = try stack.daemon.ctl(["history", "--json"])
             #expect(eventually(timeout: 10) { ((try? stack.daemon.ctl(["history", "--json"]))?.stdout ?? "").contains("\"result\":\"interrupted\"") }, "\(history.stdout)")

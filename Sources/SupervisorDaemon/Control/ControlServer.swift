@@ -28,6 +28,9 @@ public final class ControlServer: Sendable {
     private let logger: Logger
     private let listener: NIOAsyncChannel<AcceptedConnection, Never>
     static let maximumBodyBytes = 1 << 16
+    /// A client gets this long to send a whole request (from connecting, or
+    /// from the previous response); a slow or silent one is disconnected.
+    static let requestTimeout: TimeAmount = .seconds(10)
 
     private init(path: String, groupID: UInt32?, handler: any ControlHandling, logger: Logger, listener: NIOAsyncChannel<AcceptedConnection, Never>) {
         self.path = path
@@ -105,6 +108,16 @@ public final class ControlServer: Sendable {
 
     private func serve(_ connection: AcceptedConnection) async {
         let authorized = connection.peer?.isAuthorized(group: groupID) ?? false
+        let channel = connection.channel.channel
+        let logger = self.logger
+        func armDeadline() -> Scheduled<Void> {
+            channel.eventLoop.scheduleTask(in: Self.requestTimeout) {
+                logger.info("closing a control connection that sent no complete request within \(Self.requestTimeout)")
+                channel.close(promise: nil)
+            }
+        }
+        var deadline = armDeadline()
+        defer { deadline.cancel() }
         do {
             try await connection.channel.executeThenClose { inbound, outbound in
                 var head: HTTPRequestHead?
@@ -123,6 +136,7 @@ public final class ControlServer: Sendable {
                             body.append(contentsOf: buffer.readableBytesView)
                         }
                     case .end:
+                        deadline.cancel()
                         guard let requestHead = head else { continue }
                         let response: ControlResponse
                         if !authorized {
@@ -141,6 +155,7 @@ public final class ControlServer: Sendable {
                         try await write(response, version: requestHead.version, keepAlive: keepAlive, to: outbound)
                         if !keepAlive { return }
                         head = nil
+                        deadline = armDeadline()
                     }
                 }
             }
