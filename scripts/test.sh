@@ -15,6 +15,11 @@ if [[ $(id -u) -ne 0 ]]; then
     say "WARNING: not root: tests that run a client as another user will record a loud skip issue and fail; CI runs as root"
 fi
 
+if [[ $# -eq 0 ]]; then
+    say "fuzzing the config core with libFuzzer (bounded: ${FUZZ_SECONDS:-20}s)"
+    bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+fi
+
 say "running tests"
 if [[ $# -gt 0 ]]; then
     swift test --skip-build --filter "$1"
