@@ -32,6 +32,8 @@ extension UnderLoad {
 
             let rollback = try stack.daemon.ctl(["rollback", "--json"])
             #expect(rollback.exitCode == 0, "\(rollback.stderr)")
+            let flip = try? JSONSerialization.jsonObject(with: Data(rollback.stdout.utf8)) as? [String: Any]
+            print("LOAD nginx rollback inside the warm hold took \(flip?["total_ms"] ?? "?") ms, phases \(flip?["phases_ms"] ?? "?")")
             #expect(rollback.stderr.contains("requested inside the warm hold: no new instance is started"))
             #expect(stack.proxy.servedVersion() == "v1")
             let after = try #require(stack.daemon.status())
