@@ -19,6 +19,9 @@
 #include <linux/sock_diag.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/un.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -275,4 +278,74 @@ int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_m
     close(nl);
     errno = saved;
     return rc;
+}
+
+int csup_notify_socket(const char *path) {
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(address.sun_path)) { close(fd); errno = ENAMETOOLONG; return -1; }
+    strcpy(address.sun_path, path);
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
+}
+
+int csup_notify_receive(int fd, char *buffer, int capacity, int timeout_ms, int32_t *sender_pid) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int ready = poll(&p, 1, timeout_ms);
+    if (ready <= 0) return ready;
+    struct iovec iov = { .iov_base = buffer, .iov_len = (size_t)capacity };
+    union { struct cmsghdr align; char data[CMSG_SPACE(sizeof(struct ucred))]; } control;
+    struct msghdr message;
+    memset(&message, 0, sizeof(message));
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.data;
+    message.msg_controllen = sizeof(control.data);
+    ssize_t n = recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return errno == EAGAIN ? 0 : -1;
+    *sender_pid = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&message); c != NULL; c = CMSG_NXTHDR(&message, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred cred;
+            memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+            *sender_pid = cred.pid;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            /* Never keep descriptors a child sends us. */
+            int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            int *fds = (int *)CMSG_DATA(c);
+            for (int i = 0; i < count; i++) close(fds[i]);
+        }
+    }
+    return (int)n;
+}
+
+int csup_listen_tcp(const char *host, int port, int backlog) {
+    struct sockaddr_storage storage;
+    memset(&storage, 0, sizeof(storage));
+    socklen_t length;
+    int family;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&storage;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&storage;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        family = AF_INET; v4->sin_family = AF_INET; v4->sin_port = htons((uint16_t)port); length = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        family = AF_INET6; v6->sin6_family = AF_INET6; v6->sin6_port = htons((uint16_t)port); length = sizeof(*v6);
+    } else {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&storage, length) != 0 || listen(fd, backlog) != 0) {
+        int e = errno; close(fd); errno = e; return -1;
+    }
+    return fd;
 }

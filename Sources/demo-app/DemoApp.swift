@@ -4,7 +4,6 @@ import Glibc
 import Dispatch
 import Foundation
 import NIOCore
-import NIOExtras
 import NIOHTTP1
 import NIOPosix
 
@@ -40,7 +39,7 @@ struct DemoApp {
 
     static func run(_ options: DemoOptions, environment: [String: String]) {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let quiesce = ServerQuiescingHelper(group: group)
+        let drainer = DrainController()
         let fullyShutdown = group.next().makePromise(of: Void.self)
 
         let versionTag = options.versionTag
@@ -52,17 +51,13 @@ struct DemoApp {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
-                }
-            }
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                drainer.register(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         DemoHTTPHandler(versionTag: versionTag, failHealth: failHealth, responseDelay: responseDelay, healthFields: healthFields,
-                            unhealthyFrom: unhealthyFrom))
+                            unhealthyFrom: unhealthyFrom, drainer: drainer))
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -81,6 +76,9 @@ struct DemoApp {
             exit(1)
         }
         log("demo-app \(versionTag): listening on \(serverChannel.localAddress.map { "\($0)" } ?? "?") (pid \(getpid()))")
+        if let notifySocket = environment["NOTIFY_SOCKET"] {
+            sdNotify("READY=1\nSTATUS=demo-app \(versionTag) serving", socketPath: notifySocket)
+        }
 
         if options.crashAfterMilliseconds > 0 {
             group.next().scheduleTask(in: .milliseconds(Int64(options.crashAfterMilliseconds))) {
@@ -104,7 +102,12 @@ struct DemoApp {
                 }
                 log("demo-app \(versionTag): draining (signal \(signalNumber))")
                 signalQueue.asyncAfter(deadline: .now() + .milliseconds(drainDelay)) {
-                    quiesce.initiateShutdown(promise: fullyShutdown)
+                    // Stop accepting, then let every connection finish with "Connection: close".
+                    serverChannel.close().whenComplete { _ in
+                        drainer.drain(idleGrace: .seconds(2), eventLoop: group.next()) {
+                            fullyShutdown.succeed(())
+                        }
+                    }
                 }
             }
             source.resume()
@@ -134,5 +137,27 @@ func log(_ message: String) {
     var line = message + "\n"
     line.withUTF8 { buffer in
         _ = write(2, buffer.baseAddress, buffer.count)
+    }
+}
+
+/// The sd_notify protocol, by hand: one datagram to $NOTIFY_SOCKET.
+func sdNotify(_ state: String, socketPath: String) {
+    var path = socketPath
+    if path.hasPrefix("@") { path = "\0" + path.dropFirst() }  // abstract namespace
+    let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (index, byte) in bytes.enumerated() { raw[index] = byte }
+    }
+    let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+    _ = state.withCString { text in
+        withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, text, strlen(text), 0, $0, length) }
+        }
     }
 }

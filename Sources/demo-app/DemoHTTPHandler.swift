@@ -15,10 +15,12 @@ final class DemoHTTPHandler: ChannelInboundHandler {
     private let healthExtra: String
     /// When set, /health fails from this moment on.
     private let unhealthyFrom: NIODeadline?
+    private let drainer: DrainController?
     private var request: HTTPRequestHead?
 
-    init(versionTag: String, failHealth: Bool, responseDelay: TimeAmount, healthFields: [(String, String)] = [], unhealthyFrom: NIODeadline? = nil) {
+    init(versionTag: String, failHealth: Bool, responseDelay: TimeAmount, healthFields: [(String, String)] = [], unhealthyFrom: NIODeadline? = nil, drainer: DrainController? = nil) {
         self.unhealthyFrom = unhealthyFrom
+        self.drainer = drainer
         self.healthExtra = healthFields.map { ",\"\(Self.escape($0.0))\":\"\(Self.escape($0.1))\"" }.joined()
         self.versionTag = versionTag
         self.failHealth = failHealth
@@ -74,7 +76,8 @@ final class DemoHTTPHandler: ChannelInboundHandler {
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         headers.add(name: "X-Version", value: versionTag)
-        if !head.isKeepAlive {
+        let keepAlive = head.isKeepAlive && !(drainer?.isDraining ?? false)
+        if !keepAlive {
             headers.add(name: "Connection", value: "close")
         }
         let responseHead = HTTPResponseHead(version: head.version, status: status, headers: headers)
@@ -82,7 +85,6 @@ final class DemoHTTPHandler: ChannelInboundHandler {
         var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
         buffer.writeString(body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        let keepAlive = head.isKeepAlive
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
             if !keepAlive { channel.close(promise: nil) }

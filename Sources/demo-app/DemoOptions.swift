@@ -44,6 +44,7 @@ struct DemoOptions {
         On SIGTERM it stops accepting, finishes in-flight requests, answers the
         last keep-alive response with "Connection: close" and exits 0.
         With LISTEN_FDS=1 and LISTEN_PID set to its pid it serves the inherited fd 3.
+        With NOTIFY_SOCKET set it sends READY=1 once it listens (sd_notify).
         """
 
     static func parse(_ arguments: [String], environment: [String: String]) -> Result<DemoOptions, String> {

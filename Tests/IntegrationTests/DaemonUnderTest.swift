@@ -32,11 +32,11 @@ final class DaemonUnderTest {
         var startTimeout = "10s"
     }
 
-    init(_ options: Options = Options()) {
+    init(_ options: Options = Options(), handoff: Bool = false) {
         ports = options.ports ?? FreePort.pick(2)
         socket = directory.file("control.sock")
         logPath = directory.file("supervisord.log")
-        let args = (["--port", "{port}"] + options.appArgs).map { "\"\($0)\"" }.joined(separator: ", ")
+        let args = ((handoff ? [] : ["--port", "{port}"]) + options.appArgs).map { "\"\($0)\"" }.joined(separator: ", ")
         let env = options.appEnv.map { "\($0.key) = \"\($0.value)\"" }.joined(separator: ", ")
         configPath = directory.write(
             "service.toml",
@@ -48,7 +48,7 @@ final class DaemonUnderTest {
             binary = "\(options.binary ?? Binaries.demoApp)"
             args = [\(args)]
             env = { \(env) }
-            ports = [\(ports[0]), \(ports[1])]
+            \(handoff ? "" : "ports = [\(ports[0]), \(ports[1])]")
             stop_timeout = "\(options.stopTimeout)"
             \(options.extraApp)
 

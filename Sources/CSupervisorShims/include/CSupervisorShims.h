@@ -21,6 +21,16 @@ static const int CSUP_SO_PEERCRED = 17;
 /* renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE): swaps two paths atomically. */
 int csup_rename_exchange(const char *a, const char *b);
 
+/* A unix datagram socket bound to `path` with SO_PASSCRED (a NOTIFY_SOCKET). -1 on error. */
+int csup_notify_socket(const char *path);
+
+/* Receives one datagram with the sender's pid (SCM_CREDENTIALS); waits at
+   most timeout_ms. Returns its length, 0 on timeout, -1 on error. */
+int csup_notify_receive(int fd, char *buffer, int capacity, int timeout_ms, int32_t *sender_pid);
+
+/* A listening TCP socket on host:port (IPv4 or IPv6 literal), CLOEXEC, SO_REUSEADDR. -1 with errno. */
+int csup_listen_tcp(const char *host, int port, int backlog);
+
 /* pipe2(fds, O_CLOEXEC). */
 int csup_pipe_cloexec(int fds[2]);
 

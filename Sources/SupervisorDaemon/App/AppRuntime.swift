@@ -27,12 +27,16 @@ public actor AppRuntime {
     private let beforeReady: @Sendable (_ port: Int) async -> Void
     public let metrics: SupervisorMetrics
     private let store: JournalStore?
+    public let launch: AppLaunch
+    /// How the current instance was started (nil for an adopted one).
+    private var prepared: AppLaunch.Prepared?
 
     public init(
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(),
-        metrics: SupervisorMetrics = SupervisorMetrics(), store: JournalStore? = nil,
+        metrics: SupervisorMetrics = SupervisorMetrics(), store: JournalStore? = nil, launch: AppLaunch? = nil,
         beforeReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
+        self.launch = launch ?? AppLaunch(config: config, listenDescriptors: [])
         self.beforeReady = beforeReady
         self.metrics = metrics
         self.store = store
@@ -53,6 +57,7 @@ public actor AppRuntime {
         metrics.setServing(version: binaryVersion, sha256: binarySHA256)
         let port = port ?? config.app.ports.first ?? 0
         if let pid = adopting, let child = try? ChildProcess.adopt(pid: pid) {
+            prepared = nil
             process = child
             processStarted = .now
             processStartedWall = Clock.now()
@@ -129,6 +134,7 @@ public actor AppRuntime {
     /// now on; the old one's exit is no longer a crash.
     public func handOver(to child: ChildProcess, port: Int, sha256: String?, version: String?) {
         binaryVersion = version
+        prepared = nil
         metrics.setServing(version: version, sha256: sha256)
         process = child
         processStarted = .now
@@ -157,8 +163,19 @@ public actor AppRuntime {
         case .awaitHealth(let pid, let port):
             guard let process, process.pid == pid else { return }
             let gate = self.gate
+            let launch = self.launch
+            let prepared = self.prepared
+            let notifyMode = config.health.mode == .notify
             healthTask = Task {
-                let result = await gate.wait(port: port, process: process)
+                let result: HealthGate.Result
+                if let prepared {
+                    result = await launch.waitReady(prepared, process: process, port: port)
+                } else if notifyMode {
+                    // Adopted in notify mode: it said READY=1 to the supervisor before; its identity matched.
+                    result = .healthy(probes: 0)
+                } else {
+                    result = await gate.wait(port: port, process: process)
+                }
                 self.healthGateFinished(pid: pid, result)
             }
 
@@ -235,9 +252,10 @@ public actor AppRuntime {
     }
 
     private func spawn(port: Int) {
-        let request = ProcessEnvironment.appSpawnRequest(executable: config.app.binary, config: config.app, port: port)
         do {
-            let child = try ProcessSpawner.spawn(request)
+            let launching = try launch.prepare(executable: config.app.binary, port: port)
+            let child = try ProcessSpawner.spawn(launching.request)
+            prepared = launching
             process = child
             processStarted = .now
             processStartedWall = Clock.now()
@@ -245,8 +263,9 @@ public actor AppRuntime {
             watchExit(of: child)
             handle(.spawned(pid: child.pid))
         } catch {
-            logger.error("\(error.description)")
-            handle(.spawnFailed(reason: error.description))
+            let reason = (error as? SpawnError)?.description ?? "cannot prepare the app instance: \(error)"
+            logger.error("\(reason)")
+            handle(.spawnFailed(reason: reason))
         }
     }
 

@@ -29,7 +29,11 @@ public struct Daemon: Sendable {
         let store = JournalStore(journal: journal, initial: journal.read(), logger: logger)
         let recovery = Recovery(config: config, journal: journal, store: store, logger: logger)
         recovery.prepare()
-        let runtime = AppRuntime(config: config, logger: logger, notifier: notifier, store: store) { port in
+        let launch = AppLaunch(config: config, listenDescriptors: try AppLaunch.openListeners(config, inherited: []))
+        if launch.isHandoff {
+            logger.info("socket handoff: holding \(config.app.listen.joined(separator: ", ")) for the app")
+        }
+        let runtime = AppRuntime(config: config, logger: logger, notifier: notifier, store: store, launch: launch) { port in
             // First start: make sure the proxy points at the instance we run,
             // then clean up whatever a previous supervisor left half done.
             do throws(SwapError) {

@@ -37,6 +37,7 @@ actor SwapRun {
     private var staged: BinaryStager.Staged?
     private var newVersion: String?
     private var newChild: ChildProcess?
+    private var prepared: AppLaunch.Prepared?
     private var handedOver = false
     private let oldIdentity: ProcessIdentity?
     private var newIdentity: ProcessIdentity?
@@ -47,7 +48,8 @@ actor SwapRun {
         self.old = old
         self.oldIdentity = ProcessIdentity.of(pid: old.process.pid)
         let ports = context.config.app.ports
-        newPort = ports.first { $0 != old.port } ?? ports[0]
+        // Socket-handoff mode has no ports: instances share the supervisor's sockets.
+        newPort = ports.first { $0 != old.port } ?? ports.first ?? 0
     }
 
     /// Runs the swap to its end and returns the result line.
@@ -185,27 +187,35 @@ actor SwapRun {
 
     private func startNew() -> SwapMachine.Event {
         guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
-        if let holder = PortCheck.heldBy(port: newPort) {
+        let launch = context.runtime.launch
+        if !launch.isHandoff, let holder = PortCheck.heldBy(port: newPort) {
             return .failed(SwapError(.portInUse, "side port \(newPort) is already in use (\(holder)); free it or change [app] ports"))
         }
-        let request = ProcessEnvironment.appSpawnRequest(executable: staged.path, config: context.config.app, port: newPort)
         do {
-            let child = try ProcessSpawner.spawn(request)
+            let launching = try launch.prepare(executable: staged.path, port: newPort)
+            let child = try ProcessSpawner.spawn(launching.request)
+            prepared = launching
             newChild = child
             newIdentity = ProcessIdentity.of(pid: child.pid)
-            progress(.start, "started the new binary on port \(newPort) (pid \(child.pid))")
+            progress(.start, "started the new binary on \(launch.describe(port: newPort)) (pid \(child.pid))")
             return .newStarted
-        } catch {
+        } catch let error as SpawnError {
             return .failed(SwapError(.startFailed, error.description))
+        } catch {
+            return .failed(SwapError(.startFailed, "cannot prepare the new instance: \(error)"))
         }
     }
 
     private func awaitHealthy() async -> SwapMachine.Event {
-        guard let newChild else { return .failed(SwapError(.startFailed, "no new instance")) }
+        guard let newChild, let prepared else { return .failed(SwapError(.startFailed, "no new instance")) }
         let gate = HealthGate(config: context.config.health)
-        switch await gate.wait(port: newPort, process: newChild) {
+        switch await context.runtime.launch.waitReady(prepared, process: newChild, port: newPort) {
         case .healthy(let probes):
-            progress(.health, "healthy: \(context.config.health.healthyAfter) consecutive good answers from \(gate.probe.url(port: newPort)) (\(probes) probes)")
+            if context.config.health.mode == .notify {
+                progress(.health, "ready: READY=1 from pid \(newChild.pid) on its NOTIFY_SOCKET")
+            } else {
+                progress(.health, "healthy: \(context.config.health.healthyAfter) consecutive good answers from \(gate.probe.url(port: newPort)) (\(probes) probes)")
+            }
             return .newHealthy
         case .exited(let status):
             return .failed(SwapError(.appExited, "the new binary \(status) before it became healthy; see its output in the service's log"))
@@ -234,6 +244,10 @@ actor SwapRun {
     }
 
     private func drainOld() async -> SwapMachine.Event {
+        if context.runtime.launch.isHandoff {
+            progress(.drain, "socket handoff: both instances accept on the same sockets; the old one stops accepting when signalled and finishes what it has")
+            return .drained
+        }
         let drainer = ConnectionDrainer(timeout: context.config.drain.timeout)
         switch await drainer.drain(port: old.port) {
         case .quiet(let left):

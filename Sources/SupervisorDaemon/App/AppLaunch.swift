@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import SupervisorCore
+import SystemBindings
+
+/// How an app instance is started and when it counts as ready, in both
+/// modes: proxy mode (its own port, HTTP health probes) and socket-handoff
+/// mode (the supervisor's listening sockets as fds 3.. with LISTEN_FDS,
+/// LISTEN_PID = the child's own pid, LISTEN_FDNAMES). With `[health] mode =
+/// "notify"` each instance gets a NOTIFY_SOCKET of its own and is ready when
+/// it sends READY=1 from its own pid.
+public final class AppLaunch: Sendable {
+    let config: SupervisorConfig
+    /// Listening sockets held for socket-handoff mode (empty in proxy mode).
+    public let listenDescriptors: [Int32]
+    private let counter = Mutex(0)
+
+    public init(config: SupervisorConfig, listenDescriptors: [Int32]) {
+        self.config = config
+        self.listenDescriptors = listenDescriptors
+    }
+
+    public var isHandoff: Bool { !listenDescriptors.isEmpty }
+
+    /// Opens the `[app] listen` sockets (reusing ones systemd passed in `inherited`).
+    public static func openListeners(_ config: SupervisorConfig, inherited: [Int32]) throws -> [Int32] {
+        if !inherited.isEmpty { return inherited }
+        var fds: [Int32] = []
+        for address in config.app.listen {
+            do {
+                fds.append(try ListeningSocket.open(address))
+            } catch {
+                throw StartError(description: "app.listen: cannot listen on \(address): \(String(cString: strerror(error.errno)))")
+            }
+        }
+        return fds
+    }
+
+    /// A prepared start: the spawn request and, in notify mode, the socket READY=1 comes on.
+    public struct Prepared: Sendable {
+        public let request: SpawnRequest
+        let receiver: NotifyReceiver?
+    }
+
+    public func prepare(executable: String, port: Int) throws(ProcessError) -> Prepared {
+        var request = ProcessEnvironment.appSpawnRequest(executable: executable, config: config.app, port: port)
+        if isHandoff {
+            request.passedDescriptors = listenDescriptors
+            request.setListenPID = true
+            request.environment["LISTEN_FDS"] = String(listenDescriptors.count)
+            request.environment["LISTEN_FDNAMES"] = listenDescriptors.indices.map { "app-\($0)" }.joined(separator: ":")
+            request.environment["PORT"] = nil
+        }
+        var receiver: NotifyReceiver?
+        if config.health.mode == .notify {
+            let number = counter.withLock { value in
+                value += 1
+                return value
+            }
+            let path = "\(config.stateDirectory)/notify-\(getpid())-\(number).sock"
+            receiver = try NotifyReceiver(path: path)
+            request.environment["NOTIFY_SOCKET"] = path
+        }
+        return Prepared(request: request, receiver: receiver)
+    }
+
+    /// Waits until the instance is ready: READY=1 in notify mode, else the HTTP health gate.
+    public func waitReady(_ prepared: Prepared, process: ChildProcess, port: Int) async -> HealthGate.Result {
+        guard let receiver = prepared.receiver else {
+            return await HealthGate(config: config.health).wait(port: port, process: process)
+        }
+        if await receiver.waitForReady(from: process, timeout: config.health.startTimeout) {
+            return .healthy(probes: 1)
+        }
+        if let status = process.exitStatus { return .exited(status) }
+        return .timedOut(lastProblem: "no READY=1 from pid \(process.pid) on its NOTIFY_SOCKET")
+    }
+
+    /// What to call the instance's address in messages.
+    public func describe(port: Int) -> String {
+        isHandoff ? "the supervisor's sockets (\(config.app.listen.joined(separator: ", ")))" : "port \(port)"
+    }
+}

@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SupervisorCore
+import Testing
+
+extension UnderLoad {
+    /// Socket-handoff mode: the supervisor holds the listening socket and
+    /// passes it to each instance (fd 3, LISTEN_FDS, LISTEN_PID = the child's
+    /// own pid); readiness is READY=1 on a NOTIFY_SOCKET of the supervisor's.
+    @Suite(.timeLimit(.minutes(5)))
+    struct HandoffTests {
+        @Test func swapsAndRollbacksFailNothingForCloseAndKeepAliveClients() throws {
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            let work = TemporaryDirectory("handoff")
+            let live = work.file("bin/app")
+            try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: work, flags: []), toPath: live)
+            let port = FreePort.pick()[0]
+            var options = DaemonUnderTest.Options()
+            options.binary = live
+            options.appArgs = []
+            options.ports = []
+            options.extraApp = "listen = [\"127.0.0.1:\(port)\"]\nversion_command = [\"{binary}\", \"--version\"]"
+            options.extraHealth = "mode = \"notify\""
+            options.proxySection = "[proxy]\nkind = \"none\""
+            let daemon = DaemonUnderTest(options, handoff: true)
+            try daemon.start()
+            #expect(daemon.waitUntilRunning() != nil, "\(daemon.log)")
+            #expect(httpGet(port: port)?.body.contains("demo-app v1") == true)
+
+            let close = try LoadGenerator(port: port)
+            let keepAlive = try LoadGenerator(port: port, connections: 8, closeConnections: false)
+            for index in 2...4 {
+                let next = AppVersions.make("v\(index)", in: work)
+                let result = try daemon.ctl(["swap", next, "--json"])
+                #expect(result.exitCode == 0, "\(result.stderr)\n\(daemon.log.suffix(2000))")
+                #expect(result.stderr.contains("ready: READY=1 from pid"))
+                #expect(httpGet(port: port)?.body.contains("demo-app v\(index)") == true)
+            }
+            let rollback = try daemon.ctl(["rollback"])
+            #expect(rollback.exitCode == 0, "\(rollback.stderr)")
+            #expect(httpGet(port: port)?.body.contains("demo-app v3") == true)
+            let closeReport = close.finish()
+            let keepAliveReport = keepAlive.finish()
+            print("LOAD handoff 3 swaps + rollback (Connection: close): \(closeReport)")
+            print("LOAD handoff 3 swaps + rollback (keep-alive): \(keepAliveReport)")
+            #expect(closeReport.non2xx == 0 && closeReport.socketErrors == 0, "\(closeReport)")
+            #expect(keepAliveReport.non2xx == 0 && keepAliveReport.socketErrors == 0, "\(keepAliveReport)")
+        }
+    }
+}
