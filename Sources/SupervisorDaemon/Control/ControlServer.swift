@@ -27,12 +27,15 @@ public final class ControlServer: Sendable {
     private let handler: any ControlHandling
     private let logger: Logger
     private let listener: NIOAsyncChannel<AcceptedConnection, Never>
+    /// False when systemd created the socket (socket activation): not ours to unlink.
+    private let ownsPath: Bool
     static let maximumBodyBytes = 1 << 16
     /// A client gets this long to send a whole request (from connecting, or
     /// from the previous response); a slow or silent one is disconnected.
     static let requestTimeout: TimeAmount = .seconds(10)
 
-    private init(path: String, groupID: UInt32?, handler: any ControlHandling, logger: Logger, listener: NIOAsyncChannel<AcceptedConnection, Never>) {
+    private init(path: String, groupID: UInt32?, handler: any ControlHandling, logger: Logger, listener: NIOAsyncChannel<AcceptedConnection, Never>, ownsPath: Bool = true) {
+        self.ownsPath = ownsPath
         self.path = path
         self.groupID = groupID
         self.handler = handler
@@ -67,6 +70,22 @@ public final class ControlServer: Sendable {
         return ControlServer(path: path, groupID: groupID, handler: handler, logger: logger, listener: listener)
     }
 
+    /// Serves on a listening unix socket systemd passed (socket activation).
+    /// Peer credentials are still checked, whatever the unit's SocketMode.
+    public static func adopt(
+        fd: Int32, path: String, groupName: String?, handler: any ControlHandling, logger: Logger
+    ) async throws -> ControlServer {
+        let groupID = groupName.flatMap { UserDatabase.groupID(named: $0) }
+        let listener: NIOAsyncChannel<AcceptedConnection, Never>
+        do {
+            listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(fd) { channel in Self.initializeConnection(channel) }
+        } catch {
+            throw BindError(description: "cannot serve the control socket systemd passed (fd \(fd)): \(error)")
+        }
+        return ControlServer(path: path, groupID: groupID, handler: handler, logger: logger, listener: listener, ownsPath: false)
+    }
+
     /// Serves until `close()` or cancellation.
     public func run() async {
         do {
@@ -85,7 +104,7 @@ public final class ControlServer: Sendable {
     /// Stops accepting and removes the socket file.
     public func close() {
         listener.channel.close(promise: nil)
-        unlink(path)
+        if ownsPath { unlink(path) }
     }
 
     private static func initializeConnection(_ channel: any Channel) -> EventLoopFuture<AcceptedConnection> {

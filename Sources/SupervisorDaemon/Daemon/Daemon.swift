@@ -29,9 +29,17 @@ public struct Daemon: Sendable {
         let store = JournalStore(journal: journal, initial: journal.read(), logger: logger)
         let recovery = Recovery(config: config, journal: journal, store: store, logger: logger)
         recovery.prepare()
-        let launch = AppLaunch(config: config, listenDescriptors: try AppLaunch.openListeners(config, inherited: []))
+        // Sockets from systemd: the control socket (socket activation) and the
+        // app's listening sockets (its socket unit, or our own FD store).
+        let inherited = SystemdListenFDs.take()
+        let controlFD = inherited.first { $0.name == "control" }?.fd
+        let appFDs = config.app.listen.isEmpty ? [] : inherited.filter { $0.name.hasPrefix("app") }.map(\.fd)
+        let launch = AppLaunch(config: config, listenDescriptors: try AppLaunch.openListeners(config, inherited: appFDs))
         if launch.isHandoff {
-            logger.info("socket handoff: holding \(config.app.listen.joined(separator: ", ")) for the app")
+            logger.info("socket handoff: holding \(config.app.listen.joined(separator: ", ")) for the app\(appFDs.isEmpty ? "" : " (sockets from systemd)")")
+            if appFDs.isEmpty {
+                for (index, fd) in launch.listenDescriptors.enumerated() { notifier.store(fd: fd, name: "app-\(index)") }
+            }
         }
         let runtime = AppRuntime(config: config, logger: logger, notifier: notifier, store: store, launch: launch) { port in
             // First start: make sure the proxy points at the instance we run,
@@ -44,9 +52,14 @@ public struct Daemon: Sendable {
             await recovery.finish()
         }
         let swaps = SwapCoordinator(config: config, runtime: runtime, driver: driver, store: store, logger: logger, notifier: notifier)
-        let server = try await ControlServer.bind(
-            path: config.control.socket, groupName: config.control.group,
-            handler: ControlAPI(runtime: runtime, swaps: swaps, journal: journal, proxySummary: driver.summary), logger: logger)
+        let api = ControlAPI(runtime: runtime, swaps: swaps, journal: journal, proxySummary: driver.summary)
+        let server: ControlServer
+        if let controlFD {
+            server = try await ControlServer.adopt(fd: controlFD, path: config.control.socket, groupName: config.control.group, handler: api, logger: logger)
+            logger.info("control socket from systemd (socket activation)")
+        } else {
+            server = try await ControlServer.bind(path: config.control.socket, groupName: config.control.group, handler: api, logger: logger)
+        }
         logger.info("control socket ready", metadata: ["socket": "\(config.control.socket)"])
 
         let services: [any Service] = [
