@@ -128,13 +128,7 @@ final class CaddyUnderTest: ProxyUnderTest {
 
     deinit { stop() }
 
-    var environment: [String: String] {
-        var env = ProcessInfo.processInfo.environment
-        env["XDG_DATA_HOME"] = directory.file("data")
-        env["XDG_CONFIG_HOME"] = directory.file("config")
-        env["HOME"] = directory.path
-        return env
-    }
+    var environment: [String: String] { Caddy.environment(in: directory) }
 
     func proxySection(fault: ProxyFault?) -> String {
         let admin = fault == .unreachable ? "http://127.0.0.1:\(FreePort.pick()[0])" : "http://127.0.0.1:\(adminPort)"
@@ -157,13 +151,7 @@ final class CaddyUnderTest: ProxyUnderTest {
     }
 
     func start() throws {
-        process = try startBackground("/usr/bin/caddy", ["run", "--config", caddyfile, "--adapter", "caddyfile"], environment: environment, log: directory.file("caddy.log"))
-        let up = eventually(timeout: 20) { self.adminAnswers() }
-        if !up { Issue.record("caddy did not start; log:\n\(log)") }
-    }
-
-    func adminAnswers() -> Bool {
-        (try? Command.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(adminPort)/config/"], timeout: 5))?.stdout == "200"
+        process = try Caddy.start(["run", "--config", caddyfile, "--adapter", "caddyfile"], in: directory, adminPort: adminPort)
     }
 
     func switchByHand(to port: Int) throws {
@@ -172,7 +160,7 @@ final class CaddyUnderTest: ProxyUnderTest {
         #expect(reload.exitCode == 0, "\(reload.stderr)")
     }
 
-    var log: String { (try? String(contentsOfFile: directory.file("caddy.log"), encoding: .utf8)) ?? "" }
+    var log: String { Caddy.log(in: directory) }
 
     func stop() { stopBackground(process) }
 }
@@ -210,13 +198,7 @@ final class CaddyAPIUnderTest: ProxyUnderTest {
 
     deinit { stop() }
 
-    var environment: [String: String] {
-        var env = ProcessInfo.processInfo.environment
-        env["XDG_DATA_HOME"] = directory.file("data")
-        env["XDG_CONFIG_HOME"] = directory.file("config")
-        env["HOME"] = directory.path
-        return env
-    }
+    var environment: [String: String] { Caddy.environment(in: directory) }
 
     func proxySection(fault: ProxyFault?) -> String {
         let admin = fault == .unreachable ? "http://127.0.0.1:\(FreePort.pick()[0])" : "http://127.0.0.1:\(adminPort)"
@@ -229,11 +211,7 @@ final class CaddyAPIUnderTest: ProxyUnderTest {
     }
 
     func start() throws {
-        process = try startBackground("/usr/bin/caddy", ["run", "--config", configFile], environment: environment, log: directory.file("caddy.log"))
-        let up = eventually(timeout: 20) {
-            (try? Command.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(self.adminPort)/config/"], timeout: 5))?.stdout == "200"
-        }
-        if !up { Issue.record("caddy did not start; log:\n\(log)") }
+        process = try Caddy.start(["run", "--config", configFile], in: directory, adminPort: adminPort)
     }
 
     func switchByHand(to port: Int) throws {
@@ -241,7 +219,7 @@ final class CaddyAPIUnderTest: ProxyUnderTest {
         #expect(result.exitCode == 0, "\(result.stderr)")
     }
 
-    var log: String { (try? String(contentsOfFile: directory.file("caddy.log"), encoding: .utf8)) ?? "" }
+    var log: String { Caddy.log(in: directory) }
 
     func stop() { stopBackground(process) }
 }
@@ -352,4 +330,28 @@ final class NginxUnderTest: ProxyUnderTest {
     }
 
     func stop() { stopBackground(process) }
+}
+
+/// What both Caddy fixtures share: private data dirs, start and wait for the admin API, the log.
+enum Caddy {
+    static func environment(in directory: TemporaryDirectory) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["XDG_DATA_HOME"] = directory.file("data")
+        env["XDG_CONFIG_HOME"] = directory.file("config")
+        env["HOME"] = directory.path
+        return env
+    }
+
+    static func start(_ arguments: [String], in directory: TemporaryDirectory, adminPort: Int) throws -> TestProcess {
+        let process = try startBackground("/usr/bin/caddy", arguments, environment: environment(in: directory), log: directory.file("caddy.log"))
+        let up = eventually(timeout: 20) {
+            (try? Command.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(adminPort)/config/"], timeout: 5))?.stdout == "200"
+        }
+        if !up { Issue.record("caddy did not start; log:\n\(log(in: directory))") }
+        return process
+    }
+
+    static func log(in directory: TemporaryDirectory) -> String {
+        (try? String(contentsOfFile: directory.file("caddy.log"), encoding: .utf8)) ?? ""
+    }
 }
