@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import SystemBindings
 import Testing
 
 /// A real supervisord started by a test, with its own temp dir, ports and
@@ -13,6 +14,9 @@ final class DaemonUnderTest {
     let configPath: String
     let logPath: String
     private(set) var process: TestProcess?
+    /// Put in the daemon's environment, so every app instance it starts
+    /// inherits it: `stop()` finds them all, even ones it never reported.
+    let owner = "SUPERVISOR_TEST_OWNER=\(UUID().uuidString)"
     private var appPIDsSeen: Set<Int32> = []
 
     struct Options {
@@ -76,6 +80,8 @@ final class DaemonUnderTest {
         env.removeValue(forKey: "NOTIFY_SOCKET")
         env.removeValue(forKey: "JOURNAL_STREAM")
         env.merge(environment) { $1 }
+        let ownerEntry = owner.split(separator: "=", maxSplits: 1)
+        env[String(ownerEntry[0])] = String(ownerEntry[1])
         process = try TestProcess(Binaries.supervisord, ["--config", configPath, "--log-level", "debug"], environment: env, stdout: logPath)
     }
 
@@ -126,5 +132,14 @@ final class DaemonUnderTest {
         for pid in appPIDsSeen where processExists(pid) {
             kill(pid, SIGKILL)
         }
+        for pid in processes(withEnvironment: owner) where pid != getpid() {
+            kill(pid, SIGKILL)
+        }
     }
+}
+
+/// Every live process whose environment has `entry`.
+func processes(withEnvironment entry: String) -> [Int32] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return names.compactMap { Int32($0) }.filter { ProcessIdentity.environment(of: $0, contains: entry) }
 }

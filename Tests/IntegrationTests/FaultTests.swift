@@ -47,8 +47,9 @@ extension UnderLoad {
         @Test func theProxyDyingMidSwitchIsAFailedReload() throws {
             try #require(ProxyKindUnderTest.nginx.isInstalled, "nginx: run scripts/test.sh")
             let killer = TemporaryDirectory("killer")
-            // The "reload" kills nginx's master: the proxy dies in the middle of the switch.
-            let script = killer.write("reload", "#!/bin/sh\nkill -9 $(cat \"$(dirname \"$1\")/nginx.pid\")\nexit 0\n", mode: 0o755)
+            // The "reload" stops nginx (its master takes its workers with it):
+            // the proxy dies in the middle of the switch.
+            let script = killer.write("reload", "#!/bin/sh\nkill -TERM $(cat \"$(dirname \"$1\")/nginx.pid\")\nexit 0\n", mode: 0o755)
             let stack = try ProxyStack(.nginx) { settings in
                 settings.proxySection = settings.proxySection
                     .split(separator: "\n", omittingEmptySubsequences: false)
