@@ -73,18 +73,6 @@ int csup_pidfd_reap(int pidfd, int *code_out, int *status_out) {
     return 0;
 }
 
-int csup_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-        return -1;
-    }
-    *pid = cred.pid;
-    *uid = cred.uid;
-    *gid = cred.gid;
-    return 0;
-}
-
 int csup_user_in_group(uid_t uid, gid_t gid, gid_t group) {
     if (gid == group) return 1;
     struct passwd pwbuf, *pw = NULL;

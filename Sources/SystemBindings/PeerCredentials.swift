@@ -15,15 +15,6 @@ public struct PeerCredentials: Sendable, Equatable {
         self.gid = gid
     }
 
-    /// Reads the credentials of a connected unix socket.
-    public static func of(socket fd: Int32) -> PeerCredentials? {
-        var pid: pid_t = 0
-        var uid: uid_t = 0
-        var gid: gid_t = 0
-        guard csup_peer_credentials(fd, &pid, &uid, &gid) == 0 else { return nil }
-        return PeerCredentials(pid: pid, uid: uid, gid: gid)
-    }
-
     /// Whether this peer is root or a member (primary or supplementary) of `groupID`.
     public func isAuthorized(group groupID: UInt32?) -> Bool {
         if uid == 0 { return true }

@@ -20,12 +20,8 @@ final class DrainController: Sendable {
 
     func register(_ channel: Channel) {
         let key = ObjectIdentifier(channel)
-        let draining = state.withLockedValue { state -> Bool in
-            state.channels[key] = channel
-            return state.draining
-        }
+        state.withLockedValue { $0.channels[key] = channel }
         channel.closeFuture.whenComplete { _ in self.unregister(key) }
-        _ = draining
     }
 
     private func unregister(_ key: ObjectIdentifier) {

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Foundation
 import SupervisorCore
+import SystemBindings
 
 struct HistoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,7 +39,7 @@ struct HistoryCommand: ParsableCommand {
             }
             var rows = [["when", "who", "action", "from", "to", "result", "ms"]]
             for entry in entries {
-                let who = entry.callerUID.map { uid in userName(uid) ?? "uid \(uid)" } ?? "-"
+                let who = entry.callerUID.map { uid in UserDatabase.userName(uid: uid) ?? "uid \(uid)" } ?? "-"
                 let result = entry.result.rawValue + (entry.error.map { " (\($0.code))" } ?? "")
                 rows.append([entry.time, who, entry.action.rawValue, short(entry.from), short(entry.to), result, String(entry.totalMS)])
             }
@@ -55,10 +56,5 @@ struct HistoryCommand: ParsableCommand {
     func short(_ identity: BinaryIdentity) -> String {
         let sha = identity.sha256.map { String($0.prefix(8)) } ?? "?"
         return identity.version.map { "\($0) (\(sha))" } ?? sha
-    }
-
-    func userName(_ uid: UInt32) -> String? {
-        guard let entry = getpwuid(uid), let name = entry.pointee.pw_name else { return nil }
-        return String(cString: name)
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SupervisorCore
+import SupervisorDaemon
 
 struct SwapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,7 +32,7 @@ struct SwapCommand: ParsableCommand {
 
     func run() throws {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        let body = (try? JSONEncoder().encode(["binary": absolute])).map(Array.init) ?? []
+        let body = ControlJSON.encode(["binary": absolute])
         try SwapStreamPrinter.execute(
             title: "swap \(absolute)", endpoint: "/swap", body: body, connection: connection, json: json)
     }
@@ -110,8 +111,8 @@ enum SwapStreamPrinter {
             guard let result else {
                 throw CLIFailure(exitCode: 1, message: "the daemon closed the stream without a result; check `supervisorctl status` and the service log")
             }
-            if json, let encoded = try? jsonEncoder().encode(result) {
-                print(String(decoding: encoded, as: UTF8.self))
+            if json {
+                print(String(decoding: ControlJSON.encode(result), as: UTF8.self))
             }
             if result.ok {
                 stderr(summary(result, terminal: terminal))
@@ -171,12 +172,6 @@ enum SwapStreamPrinter {
         default:
             return "see `supervisorctl status` and the service log."
         }
-    }
-
-    static func jsonEncoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
     }
 
     static func stderr(_ text: String) {

@@ -61,11 +61,9 @@ extension UnderLoad {
                 #expect(stack.daemon.terminate(SIGKILL) != nil)
                 try stack.daemon.start(environment: stack.proxy.environment.merging(fault) { $1 })
                 #expect(stack.daemon.waitUntilRunning() != nil)
-                // Rolling back goes from v0 (live) to v1 (.bak): in this test's words, "v1" is the old one.
-                let previous = v1
+                // Rolling back goes from v0 (live) to v1 (.bak): here v0 is the old one.
                 v1 = stack.bytes(stack.live)
                 v2Path = stack.live + ".bak"
-                _ = previous
             }
             let v2 = stack.bytes(v2Path)
             let oldTag = action == .swap ? "v1" : "v0"

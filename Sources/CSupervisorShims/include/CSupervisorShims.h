@@ -41,9 +41,6 @@ int csup_pidfd_send_signal(int pidfd, int sig);
    Returns 0 and fills code/status (CLD_EXITED etc.), or -1 with errno (ECHILD: not our child). */
 int csup_pidfd_reap(int pidfd, int *code_out, int *status_out);
 
-/* Peer credentials of a connected unix socket (SO_PEERCRED). 0 on success. */
-int csup_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
-
 /* Whether `uid` (primary group `gid`) is a member of group `group`. 1 yes, 0 no, -1 unknown user. */
 int csup_user_in_group(uid_t uid, gid_t gid, gid_t group);
 

@@ -66,9 +66,15 @@ public final class AppLaunch: Sendable {
         return Prepared(request: request, receiver: receiver)
     }
 
-    /// Waits until the instance is ready: READY=1 in notify mode, else the HTTP health gate.
-    public func waitReady(_ prepared: Prepared, process: ChildProcess, port: Int) async -> HealthGate.Result {
-        guard let receiver = prepared.receiver else {
+    /// Waits until the instance is ready: READY=1 in notify mode, else the
+    /// HTTP health gate. `prepared` is nil for an adopted instance: in notify
+    /// mode it already said READY=1 to a previous supervisor (and its
+    /// identity matched), so it is ready.
+    public func waitReady(_ prepared: Prepared?, process: ChildProcess, port: Int) async -> HealthGate.Result {
+        if prepared == nil && config.health.mode == .notify {
+            return .healthy(probes: 0)
+        }
+        guard let receiver = prepared?.receiver else {
             return await HealthGate(config: config.health).wait(port: port, process: process)
         }
         if await receiver.waitForReady(from: process, timeout: config.health.startTimeout) {

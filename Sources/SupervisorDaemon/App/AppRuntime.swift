@@ -11,7 +11,6 @@ public actor AppRuntime {
     public let config: SupervisorConfig
     private let logger: Logger
     private let notifier: Notifier
-    private let gate: HealthGate
     private var machine: AppMachine
     private var process: ChildProcess?
     private var processStarted: ContinuousClock.Instant?
@@ -19,7 +18,6 @@ public actor AppRuntime {
     private var binarySHA256: String?
     private var binaryVersion: String?
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
-    private var readyWaiters: [CheckedContinuation<Bool, Never>] = []
     private var healthTask: Task<Void, Never>?
 
     /// Runs once the app first passed its health gate, before READY=1 (the
@@ -43,7 +41,6 @@ public actor AppRuntime {
         self.config = config
         self.logger = logger
         self.notifier = notifier
-        self.gate = HealthGate(config: config.health)
         self.machine = AppMachine()
     }
 
@@ -67,13 +64,6 @@ public actor AppRuntime {
             return
         }
         handle(.start(port: port))
-    }
-
-    /// Suspends until the app has passed its first health gate, or the runtime stops (false).
-    public func waitUntilReady() async -> Bool {
-        if machine.hasBeenReady { return true }
-        if case .stopped = machine.state { return false }
-        return await withCheckedContinuation { readyWaiters.append($0) }
     }
 
     /// Stops the app (stop signal, then SIGKILL after `stop_timeout`) and waits for it.
@@ -162,20 +152,10 @@ public actor AppRuntime {
 
         case .awaitHealth(let pid, let port):
             guard let process, process.pid == pid else { return }
-            let gate = self.gate
             let launch = self.launch
             let prepared = self.prepared
-            let notifyMode = config.health.mode == .notify
             healthTask = Task {
-                let result: HealthGate.Result
-                if let prepared {
-                    result = await launch.waitReady(prepared, process: process, port: port)
-                } else if notifyMode {
-                    // Adopted in notify mode: it said READY=1 to the supervisor before; its identity matched.
-                    result = .healthy(probes: 0)
-                } else {
-                    result = await gate.wait(port: port, process: process)
-                }
+                let result = await launch.waitReady(prepared, process: process, port: port)
                 self.healthGateFinished(pid: pid, result)
             }
 
@@ -224,8 +204,6 @@ public actor AppRuntime {
             processStarted = nil
             for waiter in stopWaiters { waiter.resume() }
             stopWaiters = []
-            for waiter in readyWaiters { waiter.resume(returning: false) }
-            readyWaiters = []
         }
     }
 
@@ -233,8 +211,6 @@ public actor AppRuntime {
         recordServing(pid: pid, port: port)
         logger.info("ready", metadata: ["pid": "\(pid)", "port": "\(port)"])
         notifier.ready(status: statusLine())
-        for waiter in readyWaiters { waiter.resume(returning: true) }
-        readyWaiters = []
     }
 
     /// The serving instance as the journal keeps it (identity from /proc).

@@ -41,8 +41,10 @@ public protocol ControlHandling: Sendable {
     func handle(_ request: ControlRequest) async -> ControlResponse
 }
 
-enum ControlJSON {
-    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+/// The one JSON style of everything the supervisor writes (responses, NDJSON
+/// lines, state.json, history.jsonl, `--json` output): sorted keys, no escaped slashes.
+public enum ControlJSON {
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? Array(encoder.encode(value))) ?? Array(#"{"ok":false}"#.utf8)

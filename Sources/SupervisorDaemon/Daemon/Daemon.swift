@@ -26,8 +26,9 @@ public struct Daemon: Sendable {
         }
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
-        let store = JournalStore(journal: journal, initial: journal.read(), logger: logger)
-        let recovery = Recovery(config: config, journal: journal, store: store, logger: logger)
+        let previous = journal.read()
+        let store = JournalStore(journal: journal, initial: previous, logger: logger)
+        let recovery = Recovery(config: config, journal: journal, store: store, previous: previous, logger: logger)
         recovery.prepare()
         // Sockets from systemd: the control socket (socket activation) and the
         // app's listening sockets (its socket unit, or our own FD store).

@@ -18,12 +18,11 @@ struct Recovery: Sendable {
     let previous: JournalState?
     let plan: RecoveryPlanner.Plan
 
-    init(config: SupervisorConfig, journal: StateJournal, store: JournalStore, logger: Logger) {
+    init(config: SupervisorConfig, journal: StateJournal, store: JournalStore, previous: JournalState?, logger: Logger) {
         self.config = config
         self.journal = journal
         self.store = store
         self.logger = logger
-        let previous = journal.read()
         self.previous = previous
         let staged = access(BinaryStager.stagedPath(for: config.app.binary), F_OK) == 0
         func alive(_ instance: JournalState.Instance?) -> Bool {

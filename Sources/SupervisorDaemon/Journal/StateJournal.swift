@@ -18,7 +18,7 @@ public struct StateJournal: Sendable {
     }
 
     public func write(_ state: JournalState) throws {
-        try AtomicFile.write(Self.encode(state), to: statePath, mode: 0o640)
+        try AtomicFile.write(ControlJSON.encode(state), to: statePath, mode: 0o640)
     }
 
     public func read() -> JournalState? {
@@ -27,7 +27,7 @@ public struct StateJournal: Sendable {
     }
 
     public func append(_ entry: HistoryEntry) throws {
-        try AtomicFile.appendLine(String(decoding: Self.encode(entry), as: UTF8.self), to: historyPath)
+        try AtomicFile.appendLine(String(decoding: ControlJSON.encode(entry), as: UTF8.self), to: historyPath)
     }
 
     /// Every history entry, oldest first; unreadable lines are skipped.
@@ -37,11 +37,5 @@ public struct StateJournal: Sendable {
         return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
             try? decoder.decode(HistoryEntry.self, from: Data(line))
         }
-    }
-
-    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? Array(encoder.encode(value))) ?? []
     }
 }

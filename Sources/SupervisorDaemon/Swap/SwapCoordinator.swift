@@ -147,14 +147,10 @@ public actor SwapCoordinator {
     }
 
     static func encode(_ line: SwapStreamLine) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data: Data?
         switch line {
-        case .progress(let progress): data = try? encoder.encode(progress)
-        case .result(let result): data = try? encoder.encode(result)
+        case .progress(let progress): ControlJSON.encode(progress) + [UInt8(ascii: "\n")]
+        case .result(let result): ControlJSON.encode(result) + [UInt8(ascii: "\n")]
         }
-        return Array(data ?? Data()) + [UInt8(ascii: "\n")]
     }
 }
 

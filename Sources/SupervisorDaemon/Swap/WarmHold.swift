@@ -35,7 +35,6 @@ actor WarmHold {
     let store: JournalStore
     let logger: Logger
     private(set) var state: State = .watching
-    private var watcher: Task<Void, Never>?
 
     init(id: String, old: Instance, new: Instance, config: SupervisorConfig, runtime: AppRuntime, driver: any ProxyDriver, store: JournalStore, logger: Logger) {
         self.id = id
@@ -53,7 +52,7 @@ actor WarmHold {
     /// Watches the new instance for the window; `onAutoRollback` receives the result of a flip it triggered.
     func begin(onAutoRollback: @escaping @Sendable (SwapResult) async -> Void) {
         logger.info("warm hold: old instance (pid \(old.process.pid), port \(old.port)) kept out of rotation for \(config.health.watch.humanReadable)")
-        watcher = Task {
+        Task {
             let reason = await self.watchForFailure()
             if let reason {
                 let result = await self.flip(action: .autoRollback, reason: reason, report: { _ in })
