@@ -17,6 +17,9 @@ public actor AppRuntime {
     private var processStartedWall: Double?
     private var binarySHA256: String?
     private var binaryVersion: String?
+    /// What `<binary>.bak` holds: worked out once at start (hashing the file),
+    /// then kept current by the swaps that move files.
+    public private(set) var backup: BinaryIdentity?
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     private var healthTask: Task<Void, Never>?
 
@@ -46,8 +49,9 @@ public actor AppRuntime {
 
     /// Starts the app on `port` (the first port by default), or adopts a
     /// live instance a previous supervisor left running.
-    public func start(port: Int? = nil, adopting: Int32? = nil) async {
+    public func start(port: Int? = nil, adopting: Int32? = nil, history: [HistoryEntry] = []) async {
         binarySHA256 = FileDigest.sha256(path: config.app.binary)
+        backup = BackupIdentity.of(binary: config.app.binary, history: history)
         if let command = config.app.versionCommand {
             binaryVersion = await VersionProbe.version(of: config.app.binary, command: command, timeout: config.health.startTimeout)
         }
@@ -119,6 +123,11 @@ public actor AppRuntime {
     }
 
     public var phase: String { machine.phase }
+
+    /// A swap or flip moved `<binary>.bak`: this is what it holds now.
+    public func backupChanged(to identity: BinaryIdentity?) {
+        backup = identity
+    }
 
     /// After a swap's switch: `child` on `port` is the supervised instance from
     /// now on; the old one's exit is no longer a crash.
@@ -297,5 +306,20 @@ public enum ProcessEnvironment {
             entry += 1
         }
         return environment
+    }
+}
+
+/// What `<binary>.bak` holds: the `from` of the last committed swap when its
+/// sha256 still matches the file, else the file's own sha256 (and a version
+/// from history if one is known for it).
+enum BackupIdentity {
+    static func of(binary: String, history: [HistoryEntry]) -> BinaryIdentity? {
+        let path = BinaryCommitter.backupPath(for: binary)
+        guard let sha = FileDigest.sha256(path: path) else { return nil }
+        if let last = history.last(where: { $0.result == .ok }), last.from.sha256 == sha {
+            return last.from
+        }
+        let version = history.first { $0.to.sha256 == sha }?.to.version ?? history.first { $0.from.sha256 == sha }?.from.version
+        return BinaryIdentity(sha256: sha, version: version)
     }
 }

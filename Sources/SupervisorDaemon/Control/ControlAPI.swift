@@ -23,9 +23,8 @@ public struct ControlAPI: ControlHandling {
             if let current = await swaps.current {
                 report.phase = "\(current.action.rawValue):\(current.phase.rawValue)"
             }
-            let history = journal.history()
-            report.lastSwap = history.last.map(StatusReport.LastSwap.init)
-            report.backup = BackupIdentity.of(binary: runtime.config.app.binary, history: history)
+            report.lastSwap = journal.lastEntry().map(StatusReport.LastSwap.init)
+            report.backup = await runtime.backup
             return .json(report)
         case ("POST", "/swap"):
             struct SwapBody: Decodable { let binary: String }
@@ -55,18 +54,5 @@ public struct ControlAPI: ControlHandling {
         case .failure(let error):
             return .error(error)
         }
-    }
-}
-
-/// What `<binary>.bak` holds: the `from` of the last committed swap when its
-/// sha256 still matches the file, else the file's own sha256.
-enum BackupIdentity {
-    static func of(binary: String, history: [HistoryEntry]) -> BinaryIdentity? {
-        let path = BinaryCommitter.backupPath(for: binary)
-        guard let sha = FileDigest.sha256(path: path) else { return nil }
-        if let last = history.last(where: { $0.result == .ok }), last.from.sha256 == sha {
-            return last.from
-        }
-        return BinaryIdentity(sha256: sha, version: history.first { $0.to.sha256 == sha }?.to.version ?? history.first { $0.from.sha256 == sha }?.from.version)
     }
 }

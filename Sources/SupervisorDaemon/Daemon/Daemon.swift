@@ -66,7 +66,7 @@ public struct Daemon: Sendable {
         let services: [any Service] = [
             WatchdogService(notifier: notifier),
             ControlService(server: server),
-            AppService(runtime: runtime, notifier: notifier, logger: logger, start: recovery.start),
+            AppService(runtime: runtime, notifier: notifier, logger: logger, start: recovery.start, history: journal.history()),
         ]
         let group = ServiceGroup(
             configuration: .init(
@@ -101,9 +101,10 @@ struct AppService: Service {
     let notifier: Notifier
     let logger: Logger
     let start: (port: Int, adopting: Int32?)
+    let history: [HistoryEntry]
 
     func run() async throws {
-        await runtime.start(port: start.port, adopting: start.adopting)
+        await runtime.start(port: start.port, adopting: start.adopting, history: history)
         try? await gracefulShutdown()
         notifier.stopping(status: "stopping app")
         logger.info("shutting down")

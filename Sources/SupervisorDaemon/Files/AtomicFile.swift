@@ -64,6 +64,20 @@ public enum AtomicFile {
         }
     }
 
+    /// The last `bytes` bytes of a file (all of it when shorter).
+    public static func readTail(_ path: String, bytes: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let size = lseek(fd, 0, SEEK_END)
+        guard size >= 0 else { return nil }
+        let start = max(0, Int(size) - bytes)
+        var buffer = [UInt8](repeating: 0, count: Int(size) - start)
+        let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+        guard count >= 0 else { return nil }
+        return Array(buffer.prefix(count))
+    }
+
     /// Appends one line with O_APPEND and fsyncs (the history journal).
     public static func appendLine(_ line: String, to path: String) throws(Failure) {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)

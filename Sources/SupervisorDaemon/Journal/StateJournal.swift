@@ -30,6 +30,13 @@ public struct StateJournal: Sendable {
         try AtomicFile.appendLine(String(decoding: ControlJSON.encode(entry), as: UTF8.self), to: historyPath)
     }
 
+    /// The newest history entry, reading only the end of the file.
+    public func lastEntry() -> HistoryEntry? {
+        guard let tail = AtomicFile.readTail(historyPath, bytes: 1 << 16) else { return nil }
+        let lines = tail.split(separator: UInt8(ascii: "\n"))
+        return lines.reversed().lazy.compactMap { try? JSONDecoder().decode(HistoryEntry.self, from: Data($0)) }.first
+    }
+
     /// Every history entry, oldest first; unreadable lines are skipped.
     public func history() -> [HistoryEntry] {
         guard let bytes = AtomicFile.read(historyPath) else { return [] }

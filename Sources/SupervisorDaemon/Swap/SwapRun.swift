@@ -96,7 +96,7 @@ actor SwapRun {
         case .stopOld:
             return await stopOld()
         case .commitBinaries:
-            return commit()
+            return await commit()
         case .startWarmHold:
             if let newChild {
                 progress(.watch, "warm hold: the old instance (pid \(old.process.pid)) stays alive out of rotation for \(context.config.health.watch.humanReadable); `supervisorctl rollback` flips back to it")
@@ -274,13 +274,14 @@ actor SwapRun {
         return .oldStopped
     }
 
-    private func commit() -> SwapMachine.Event {
+    private func commit() async -> SwapMachine.Event {
         do {
             try BinaryCommitter.commit(liveBinary: context.config.app.binary)
         } catch {
             return .failed(error)
         }
         progress(.commit, "\(context.config.app.binary) is the new binary; the previous one is kept as \(BinaryCommitter.backupPath(for: context.config.app.binary))")
+        await context.runtime.backupChanged(to: BinaryIdentity(sha256: old.sha256, version: old.version))
         return .committed
     }
 

@@ -128,6 +128,7 @@ actor WarmHold {
         if csup_rename_exchange(binary, BinaryCommitter.backupPath(for: binary)) == 0 {
             AtomicFile.syncDirectory(of: binary)
             say("\(binary) and \(binary).bak traded places: the old binary is live again")
+            await runtime.backupChanged(to: BinaryIdentity(sha256: new.sha256, version: new.version))
         } else {
             say("warning: could not exchange \(binary) and \(binary).bak: \(String(cString: strerror(errno)))")
         }
