@@ -57,4 +57,6 @@ struct ConnectionOptions: ParsableArguments {
 struct CLIFailure: Error {
     let exitCode: Int32
     let message: String
+    /// The daemon's error code, when it answered with one.
+    var code: String? = nil
 }

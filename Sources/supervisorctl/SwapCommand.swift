@@ -124,6 +124,7 @@ enum SwapStreamPrinter {
             stderr("supervisorctl: \(failure.message)")
             if failure.exitCode == 1 {
                 stderr("The previous version is still serving.")
+                if let code = failure.code { stderr("Next: \(hint(for: SwapError.Code(rawValue: code)))") }
             }
             throw ExitCode(failure.exitCode)
         }
@@ -167,6 +168,16 @@ enum SwapStreamPrinter {
             return "find what holds the side port (ss -ltnp) and stop it, or change [app] ports."
         case "preflight_failed":
             return "run the preflight command by hand against the new binary to see why it fails."
+        case "hook_failed":
+            return "the hook's output is above; fix the hook (or what it checks) and swap again."
+        case "stage_failed":
+            return "check free space and permissions in the binary's directory and in state_dir (df -h, ls -ld)."
+        case "start_failed":
+            return "the new binary could not be executed; check its format and permissions."
+        case "no_backup":
+            return "nothing was swapped yet; swap to the binary you want instead."
+        case "not_running":
+            return "supervisorctl status and the service log say why the app is down; if the live binary is the problem: supervisorctl rollback --emergency --config FILE."
         case "proxy_write_failed", "proxy_validate_failed", "proxy_reload_failed", "proxy_not_confirmed":
             return "check the proxy (is it running? does its config validate?) and its admin endpoint; then swap again."
         default:

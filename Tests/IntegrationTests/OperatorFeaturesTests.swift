@@ -116,6 +116,7 @@ extension UnderLoad {
             #expect((json?["error"] as? [String: Any])?["code"] as? String == "hook_failed")
             #expect(result.stderr.contains("before_start hook `\(backup)` exited with code 3"), "\(result.stderr)")
             #expect(result.stderr.contains("previous version is still serving"))
+            #expect(result.stderr.contains("Next: the hook's output is above"), "\(result.stderr)")
             #expect(report.non2xx == 0 && report.socketErrors == 0, "\(report)")
             #expect(stack.proxy.servedVersion() == "v1")
             #expect(stack.daemon.status()?["pid"] as? Int == before["pid"] as? Int)

@@ -67,6 +67,7 @@ extension UnderLoad {
             let noBackup = try stack.daemon.ctl(["rollback"])
             #expect(noBackup.exitCode == 1)
             #expect(noBackup.stderr.contains("[no_backup]"), "\(noBackup.stderr)")
+            #expect(noBackup.stderr.contains("Next: nothing was swapped yet"), "\(noBackup.stderr)")
 
             let v2 = stack.version("v2")
             let load = try LoadGenerator(port: stack.proxy.listenPort)
