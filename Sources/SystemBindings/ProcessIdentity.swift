@@ -17,11 +17,8 @@ public struct ProcessIdentity: Sendable, Equatable, Codable {
 
     /// The identity of a live (non-zombie) process, or nil.
     public static func of(pid: Int32) -> ProcessIdentity? {
-        guard pid > 0, let stat = readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // fields[0] is the state (field 3 of stat); the start time is field 22.
-        guard fields.count > 19, fields[0] != "Z", fields[0] != "X", let start = UInt64(fields[19]) else { return nil }
-        return ProcessIdentity(pid: pid, startTime: start, executable: executable(of: pid))
+        guard let stat = ProcessTable.stat(of: pid) else { return nil }
+        return ProcessIdentity(pid: pid, startTime: stat.startTime, executable: executable(of: pid))
     }
 
     /// Whether `pid` is still the very process this identity was taken from.
@@ -57,6 +54,32 @@ public struct ProcessIdentity: Sendable, Equatable, Codable {
             let count = read(fd, &buffer, buffer.count)
             if count <= 0 { break }
             result.append(contentsOf: buffer[0..<count])
+        }
+        return result
+    }
+}
+
+/// Processes as /proc shows them.
+public enum ProcessTable {
+    /// The parts of /proc/PID/stat we use, for a live (non-zombie) process.
+    public static func stat(of pid: Int32) -> (parent: Int32, startTime: UInt64)? {
+        guard pid > 0, let stat = ProcessIdentity.readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        // After the command name: state (field 3), parent (4), …, start time (22).
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, fields[0] != "Z", fields[0] != "X",
+            let parent = Int32(fields[1]), let start = UInt64(fields[19])
+        else { return nil }
+        return (parent, start)
+    }
+
+    /// The live children of `parent`.
+    public static func children(of parent: Int32) -> Set<Int32> {
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        var result: Set<Int32> = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let pid = Int32(name), stat(of: pid)?.parent == parent { result.insert(pid) }
         }
         return result
     }

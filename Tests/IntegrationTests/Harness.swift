@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import SystemBindings
 import Testing
 
 /// Where the built executables are: `SUPERVISOR_BIN_DIR`, else next to the test binary.
@@ -133,15 +134,7 @@ func httpGet(port: Int, path: String = "/") -> (status: Int, body: String)? {
 
 /// The pids whose parent is `pid` (from /proc), zombies excluded.
 func childPIDs(of pid: Int32) -> [Int32] {
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-    return entries.compactMap { Int32($0) }.filter { candidate in
-        guard let stat = try? String(contentsOfFile: "/proc/\(candidate)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return false }
-        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-        guard fields.count > 2, fields[0] != "Z", let parent = Int32(fields[1]) else { return false }
-        return parent == pid
-    }
+    ProcessTable.children(of: pid).sorted()
 }
 
 /// Whether something listens on a loopback TCP port.

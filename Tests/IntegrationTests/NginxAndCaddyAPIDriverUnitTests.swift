@@ -1,6 +1,7 @@
 import Foundation
 import SupervisorCore
 @testable import SupervisorDaemon
+import SystemBindings
 import Testing
 
 /// Pure parts of the nginx and caddy-api drivers: commands, pid file, dial.

@@ -58,18 +58,11 @@ public enum ConfigLoader {
     }
 
     static func readFile(_ path: String) -> Result<String, ReadFailure> {
-        guard let file = fopen(path, "r") else {
+        var info = stat()
+        guard stat(path, &info) == 0, let bytes = AtomicFile.read(path) else {
             return .failure(ReadFailure("cannot read \(path): \(String(cString: strerror(errno)))"))
         }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count > 0 { bytes.append(contentsOf: chunk[0..<count]) }
-            if count < chunk.count { break }
-            if bytes.count > 4 << 20 { return .failure(ReadFailure("\(path) is larger than 4 MiB; is it really the config?")) }
-        }
+        if bytes.count > 4 << 20 { return .failure(ReadFailure("\(path) is larger than 4 MiB; is it really the config?")) }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             return .failure(ReadFailure("\(path) is not UTF-8 text"))
         }

@@ -101,23 +101,3 @@ public struct NginxDriver: ProxyDriver {
         return nil
     }
 }
-
-/// Parent/child relations read from /proc.
-enum ProcessTable {
-    static func children(of parent: Int32) -> Set<Int32> {
-        guard let directory = opendir("/proc") else { return [] }
-        defer { closedir(directory) }
-        var result: Set<Int32> = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = Int32(name), let stat = AtomicFile.read("/proc/\(pid)/stat") else { continue }
-            let text = String(decoding: stat, as: UTF8.self)
-            guard let close = text.lastIndex(of: ")") else { continue }
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            // fields[0] is the state, fields[1] the parent pid.
-            guard fields.count > 2, fields[0] != "Z", Int32(fields[1]) == parent else { continue }
-            result.insert(pid)
-        }
-        return result
-    }
-}
