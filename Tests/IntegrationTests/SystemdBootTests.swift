@@ -1,0 +1,271 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SystemBindings
+import Testing
+
+/// supervisor@itest under a real systemd (PID 1 of private namespaces): the
+/// shipped unit files with only their paths pointed at this build, plus a
+/// drop-in that shortens the watchdog and restart timings for the test.
+final class SupervisorUnderSystemd {
+    let work = TemporaryDirectory("systemd-service")
+    let sandbox: SystemdSandbox
+    let unit = "supervisor@itest.service"
+    let socketPath = "/run/supervisor/itest.sock"
+    let live: String
+
+    init(config: (_ live: String) -> String, carrying: [String] = []) throws {
+        live = work.file("bin/app")
+        try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
+        sandbox = try SystemdSandbox(carrying: [work.path] + carrying)
+        _ = work.write("itest.toml", config(live))
+        for file in ["supervisor@.service", "supervisor@.socket"] {
+            let text = try String(contentsOfFile: SystemdTests.root + "/systemd/" + file, encoding: .utf8)
+                .replacingOccurrences(of: "/usr/local/bin/supervisord", with: Binaries.supervisord)
+                .replacingOccurrences(of: "/etc/supervisor/%i.toml", with: work.file("%i.toml"))
+            _ = sandbox.units.write(file, text)
+        }
+        try sandbox.install(
+            "supervisor@itest.service.d/test.conf",
+            """
+            [Service]
+            WatchdogSec=2s
+            TimeoutAbortSec=2s
+            RestartSec=300ms
+            StandardOutput=append:\(work.file("supervisord.log"))
+            StandardError=inherit
+            """)
+    }
+
+    var log: String { (try? String(contentsOfFile: work.file("supervisord.log"), encoding: .utf8)) ?? "" }
+    var state: String { sandbox.property("ActiveState", of: unit) }
+    var mainPID: Int { Int(sandbox.property("MainPID", of: unit)) ?? 0 }
+    var restarts: Int { Int(sandbox.property("NRestarts", of: unit)) ?? -1 }
+
+    func ctl(_ arguments: [String], timeout: TimeInterval = 60) throws -> CommandResult {
+        try sandbox.run([Binaries.supervisorctl, "--socket", socketPath] + arguments, timeout: timeout)
+    }
+
+    func status() -> [String: Any]? {
+        guard let result = try? ctl(["status", "--json"]), result.exitCode == 0 else { return nil }
+        return try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    }
+
+    /// `swap` (or `rollback`) as a process of its own, so the test can watch
+    /// the unit's state while it runs. Returns the result and the states seen.
+    func watchingStates(_ arguments: [String]) throws -> (result: [String: Any]?, exitCode: Int32, states: [String], stderr: String) {
+        let scratch = TemporaryDirectory("systemd-ctl")
+        let process = try TestProcess(
+            "/usr/bin/nsenter", ["-t", String(sandbox.pid), "-m", "-p", "--", Binaries.supervisorctl, "--socket", socketPath] + arguments,
+            stdout: scratch.file("out"), stderr: scratch.file("err"))
+        var states: [String] = []
+        _ = eventually(timeout: 60, interval: 0.02) {
+            let now = state
+            if states.last != now { states.append(now) }
+            return !process.isRunning
+        }
+        process.stop(SIGKILL, grace: 0)
+        let out = (try? String(contentsOfFile: scratch.file("out"), encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: scratch.file("err"), encoding: .utf8)) ?? ""
+        return (try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], process.exitCode ?? -1, states, err)
+    }
+
+    /// Kills the supervisor's main process with `signal` and waits until
+    /// systemd has started a new one that is ready again.
+    func killMainAndAwaitRestart(_ signal: String, timeout: TimeInterval = 40) -> (restarted: Bool, results: [String]) {
+        let before = restarts
+        let oldMain = mainPID
+        let kill = try? sandbox.systemctl(["kill", "--kill-whom=main", "--signal=\(signal)", unit])
+        #expect(kill?.exitCode == 0, "\(kill?.stderr ?? "")")
+        var results: [String] = []
+        let restarted = eventually(timeout: timeout, interval: 0.05) {
+            let result = sandbox.property("Result", of: unit)
+            if results.last != result { results.append(result) }
+            return restarts == before + 1 && state == "active" && mainPID != oldMain && mainPID != 0
+        }
+        return (restarted, results)
+    }
+}
+
+extension UnderLoad {
+    @Suite(.timeLimit(.minutes(5)), .enabled(if: SystemdSandbox.shouldRun, "needs root and cgroup2; see the SKIPPED line"))
+    struct SystemdBootTests {
+        /// Proxy mode behind Caddy, run by the shipped units: socket
+        /// activation, READY=1 only once the app is healthy and the proxy
+        /// points at it, STATUS= with the version, RELOADING=1 around a
+        /// swap, SIGKILL and a hung supervisor (watchdog) restarted by
+        /// systemd with the app re-adopted, not restarted.
+        @Test func behindCaddyUnderTheShippedUnits() throws {
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            let ports = FreePort.pick(2)
+            let caddy = CaddyUnderTest(initialUpstreamPort: ports[0])
+            try caddy.start()
+            defer { caddy.stop() }
+            let service = try SupervisorUnderSystemd(
+                config: { live in
+                    """
+                    name = "itest"
+                    [app]
+                    binary = "\(live)"
+                    args = ["--port", "{port}"]
+                    ports = [\(ports[0]), \(ports[1])]
+                    stop_timeout = "5s"
+                    version_command = ["{binary}", "--version"]
+                    [health]
+                    interval = "50ms"
+                    start_timeout = "20s"
+                    [drain]
+                    timeout = "5s"
+                    [control]
+                    socket = "/run/supervisor/itest.sock"
+                    \(caddy.proxySection(fault: nil))
+                    """
+                }, carrying: [caddy.directory.path])
+            // v1 takes 1.5 s before it listens: long enough to see "activating".
+            try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: service.work, flags: ["--start-delay-ms", "1500"]), toPath: service.live)
+            try service.sandbox.install(
+                "supervisor@itest.service.d/caddy.conf",
+                "[Service]\n" + caddy.environment.filter { ["HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"].contains($0.key) }
+                    .map { "Environment=\($0.key)=\($0.value)" }.sorted().joined(separator: "\n") + "\n")
+
+            // Socket activation: only the socket unit is started; the first
+            // supervisorctl call starts the service.
+            let listen = try service.sandbox.systemctl(["start", "supervisor@itest.socket"])
+            #expect(listen.exitCode == 0, "\(listen.stderr)")
+            #expect(service.state == "inactive")
+            let first = try service.watchingStates(["status", "--json"])
+            #expect(first.exitCode == 0, "\(first.stderr)\n\(service.log)")
+            #expect(service.log.contains("control socket from systemd (socket activation)"), "\(service.log)")
+
+            // Active only after READY=1: the moment systemd says active, the
+            // app answers through the proxy.
+            var seen: [String] = first.states
+            var servedAtActive: String?
+            _ = eventually(timeout: 30, interval: 0.02) {
+                let now = service.state
+                if seen.last != now { seen.append(now) }
+                if now == "active" { servedAtActive = caddy.servedVersion() }
+                return now == "active" || now == "failed"
+            }
+            #expect(seen.contains("activating"), "states seen: \(seen)")
+            #expect(servedAtActive == "v1", "states seen: \(seen); \(service.log)")
+            let status = try service.sandbox.systemctl(["status", service.unit])
+            #expect(status.stdout.contains("Status: \"running") && status.stdout.contains("version v1"), "\(status.stdout)")
+
+            // A swap under systemd, under load through Caddy.
+            let load = try LoadGenerator(port: caddy.listenPort)
+            let swap = try service.watchingStates(["swap", AppVersions.make("v2", in: service.work), "--json"])
+            #expect(swap.exitCode == 0, "\(swap.stderr)\n\(service.log)")
+            #expect(swap.states.contains("reloading") && swap.states.last == "active", "states during the swap: \(swap.states)")
+            #expect(caddy.servedVersion() == "v2")
+            let afterSwap = try service.sandbox.systemctl(["status", service.unit])
+            #expect(afterSwap.stdout.contains("version v2"), "\(afterSwap.stdout)")
+            let swapLoad = load.finish()
+            print("LOAD systemd: swap behind caddy under supervisor@.service (Connection: close): \(swapLoad)")
+            #expect(swapLoad.non2xx == 0, "\(swapLoad)")
+
+            // SIGKILL of the supervisor: systemd restarts it (KillMode=process
+            // leaves the app serving), the new one re-adopts the same app.
+            let appPID = try #require(service.status()?["pid"] as? Int)
+            let close = try LoadGenerator(port: caddy.listenPort)
+            let keepAlive = try LoadGenerator(port: caddy.listenPort, connections: 8, closeConnections: false)
+            let killed = service.killMainAndAwaitRestart("SIGKILL")
+            #expect(killed.restarted, "\(service.log.suffix(3000))")
+            #expect(eventually(timeout: 20) { service.status()?["phase"] as? String == "running" })
+            #expect(service.status()?["pid"] as? Int == appPID, "the app was re-adopted, not restarted")
+            #expect(service.log.contains("adopted"), "\(service.log.suffix(3000))")
+
+            // A hung supervisor (SIGSTOP: no more WATCHDOG=1) is killed by the
+            // watchdog and restarted; the app again keeps serving.
+            let hung = service.killMainAndAwaitRestart("SIGSTOP")
+            #expect(hung.restarted, "\(service.log.suffix(3000))")
+            #expect(hung.results.contains("watchdog"), "Result= values seen: \(hung.results)")
+            #expect(eventually(timeout: 20) { service.status()?["pid"] as? Int == appPID })
+            #expect(caddy.servedVersion() == "v2")
+            let closeReport = close.finish()
+            let keepAliveReport = keepAlive.finish()
+            print("LOAD systemd: supervisor SIGKILLed and watchdog-killed, app re-adopted (Connection: close): \(closeReport)")
+            print("LOAD systemd: supervisor SIGKILLed and watchdog-killed, app re-adopted (keep-alive): \(keepAliveReport)")
+            #expect(closeReport.non2xx == 0 && closeReport.socketErrors == 0, "\(closeReport)")
+            #expect(keepAliveReport.non2xx == 0 && keepAliveReport.socketErrors == 0, "\(keepAliveReport)")
+
+            // A normal stop stops the app too.
+            let stop = try service.sandbox.systemctl(["stop", service.unit, "supervisor@itest.socket"])
+            #expect(stop.exitCode == 0, "\(stop.stderr)")
+            #expect(service.state == "inactive")
+            #expect(eventually(timeout: 10) { !service.sandbox.exists(appPID) }, "the app stops with the service")
+        }
+
+        /// Socket-handoff mode under systemd: the supervisor opens the public
+        /// socket, keeps it in systemd's FD store, and passes it to each
+        /// instance. Swaps and a supervisor restart fail nothing, for
+        /// clients straight on the socket and through Caddy in front of it.
+        @Test func handoffWithTheFDStoreFailsNothing() throws {
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            let port = FreePort.pick()[0]
+            let caddy = CaddyUnderTest(initialUpstreamPort: port)  // its upstream never changes
+            try caddy.start()
+            defer { caddy.stop() }
+            let service = try SupervisorUnderSystemd(config: { live in
+                """
+                name = "itest"
+                [app]
+                binary = "\(live)"
+                listen = ["127.0.0.1:\(port)"]
+                stop_timeout = "5s"
+                version_command = ["{binary}", "--version"]
+                [health]
+                mode = "notify"
+                start_timeout = "20s"
+                [drain]
+                timeout = "5s"
+                [control]
+                socket = "/run/supervisor/itest.sock"
+                [proxy]
+                kind = "none"
+                """
+            })
+            try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: service.work, flags: []), toPath: service.live)
+            let start = try service.sandbox.systemctl(["start", service.unit])
+            #expect(start.exitCode == 0, "\(start.stderr)\n\(service.log)")
+            #expect(httpGet(port: port)?.body.contains("demo-app v1") == true)
+            #expect(caddy.servedVersion() == "v1")
+
+            let loads = [
+                ("direct, Connection: close", try LoadGenerator(port: port, connections: 8)),
+                ("direct, keep-alive", try LoadGenerator(port: port, connections: 8, closeConnections: false)),
+                ("behind caddy, Connection: close", try LoadGenerator(port: caddy.listenPort, connections: 8)),
+                ("behind caddy, keep-alive", try LoadGenerator(port: caddy.listenPort, connections: 8, closeConnections: false)),
+            ]
+            var swapTimes: [Int] = []
+            for tag in ["v2", "v3"] {
+                let swap = try service.ctl(["swap", AppVersions.make(tag, in: service.work), "--json"])
+                #expect(swap.exitCode == 0, "\(swap.stderr)\n\(service.log.suffix(3000))")
+                let json = try? JSONSerialization.jsonObject(with: Data(swap.stdout.utf8)) as? [String: Any]
+                if let total = json?["total_ms"] as? Int { swapTimes.append(total) }
+                #expect(httpGet(port: port)?.body.contains("demo-app \(tag)") == true)
+            }
+            // The restarted supervisor gets the socket back from the FD store
+            // (it could not bind the port again: the app holds it).
+            let appPID = try #require(service.status()?["pid"] as? Int)
+            let killed = service.killMainAndAwaitRestart("SIGKILL")
+            #expect(killed.restarted, "\(service.log.suffix(3000))")
+            #expect(service.log.contains("(sockets from systemd)"), "\(service.log.suffix(3000))")
+            #expect(eventually(timeout: 20) { service.status()?["pid"] as? Int == appPID }, "re-adopted")
+            let swap = try service.ctl(["swap", AppVersions.make("v4", in: service.work), "--json"])
+            #expect(swap.exitCode == 0, "\(swap.stderr)\n\(service.log.suffix(3000))")
+            if let total = (try? JSONSerialization.jsonObject(with: Data(swap.stdout.utf8)) as? [String: Any])?["total_ms"] as? Int { swapTimes.append(total) }
+            #expect(httpGet(port: port)?.body.contains("demo-app v4") == true)
+            let rollback = try service.ctl(["rollback"])
+            #expect(rollback.exitCode == 0, "\(rollback.stderr)")
+            #expect(caddy.servedVersion() == "v3")
+            print("LOAD systemd handoff: swap total_ms \(swapTimes) (each new version starts 500 ms late on purpose)")
+            for (name, load) in loads {
+                let report = load.finish()
+                print("LOAD systemd handoff, 3 swaps + supervisor SIGKILL + rollback (\(name)): \(report)")
+                #expect(report.non2xx == 0 && report.socketErrors == 0, "\(name): \(report)")
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+#!/bin/bash
+# Boots a real systemd as PID 1 of private namespaces, for the end-to-end
+# tests under systemd (Tests/IntegrationTests/SystemdBootTests.swift).
+#
+#   systemd-sandbox.sh UNIT_DIR DIR...
+#
+# UNIT_DIR holds the only units this systemd sees (SYSTEMD_UNIT_PATH) and
+# must contain sandbox.target, the unit it boots, and empty sysinit, basic,
+# sockets, timers, paths and shutdown targets: nothing of the host's units
+# ever runs (the host's tmpfiles rules would empty a shared /tmp).
+# Each DIR stays visible at the same path inside; everything else in /run,
+# /tmp, /var/tmp, /var/log and /var/lib is a private tmpfs.
+#
+# The caller's process is the unshare process; systemd is its only child.
+# Tear down: SIGKILL that child (the whole PID namespace dies with it), then
+# remove the cgroup printed on the first line of stderr ("cgroup: PATH").
+# Exits 77 when this machine cannot do it (not root, no cgroup2).
+set -euo pipefail
+
+if [[ "${1:-}" != "--inside" ]]; then
+    if [[ $(id -u) -ne 0 ]]; then echo "systemd-sandbox: needs root" >&2; exit 77; fi
+    if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then unified=/sys/fs/cgroup
+    elif [[ -f /sys/fs/cgroup/unified/cgroup.procs ]]; then unified=/sys/fs/cgroup/unified
+    else echo "systemd-sandbox: no cgroup2 (unified) hierarchy on this machine" >&2; exit 77; fi
+    for tool in unshare nsenter /lib/systemd/systemd; do
+        command -v "$tool" >/dev/null || { echo "systemd-sandbox: $tool is missing" >&2; exit 77; }
+    done
+    # A cgroup of our own, so the namespaced systemd's cgroup root is ours.
+    cgroup="$unified/supervisor-sandbox-$$"
+    mkdir "$cgroup"
+    echo "$$" >"$cgroup/cgroup.procs"
+    echo "cgroup: $cgroup" >&2
+    exec unshare --pid --fork --mount --mount-proc --uts --ipc --cgroup --propagation private \
+        "$0" --inside "$@"
+fi
+
+shift
+units=$1
+shift
+# Carry the given directories across the tmpfs mounts: bind each to a
+# private staging tmpfs, mount the tmpfs, move each back to its own path.
+stage=/mnt
+mount -t tmpfs -o mode=700 sandbox-stage "$stage"
+index=0
+for dir in "$@"; do
+    mkdir -p "$stage/$index"
+    mount --bind "$dir" "$stage/$index"
+    index=$((index + 1))
+done
+for private in /run /tmp /var/tmp /var/log /var/lib; do
+    mount -t tmpfs -o mode=755 sandbox "$private"
+done
+chmod 1777 /tmp /var/tmp
+index=0
+for dir in "$@"; do
+    mkdir -p "$dir"
+    mount --move "$stage/$index" "$dir"
+    index=$((index + 1))
+done
+umount "$stage"
+umount -l /sys/fs/cgroup 2>/dev/null || true
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+hostname supervisor-sandbox
+# systemd logs to /dev/console: inside, that is the caller's stdout (a file),
+# never the host's console.
+if [[ -f "$(readlink -f /proc/self/fd/1)" ]]; then
+    mount --bind "$(readlink -f /proc/self/fd/1)" /dev/console
+fi
+export SYSTEMD_UNIT_PATH="$units"
+exec /lib/systemd/systemd --system --unit=sandbox.target --show-status=no --log-target=console
