@@ -8,6 +8,8 @@ source scripts/lib/common.sh
 ensure_swift
 ensure_packages "${SUPERVISOR_APT_PACKAGES[@]}"
 
+ensure_ansible
+
 say "building (debug, with tests)"
 swift build --build-tests
 

@@ -46,3 +46,14 @@ ensure_swift() {
         return 1
     fi
 }
+
+# ansible-core from PyPI in a venv of its own (.build/ansible), for the
+# fleet test of examples/ansible. Debian's python3 and python3-venv.
+ANSIBLE_VENV=.build/ansible
+ensure_ansible() {
+    if [[ -x "$ANSIBLE_VENV/bin/ansible-playbook" ]]; then return 0; fi
+    ensure_packages python3 python3-venv
+    say "installing ansible-core from PyPI into $ANSIBLE_VENV"
+    /usr/bin/python3 -m venv "$ANSIBLE_VENV"
+    "$ANSIBLE_VENV/bin/pip" install --quiet --disable-pip-version-check 'ansible-core>=2.16,<2.18'
+}
