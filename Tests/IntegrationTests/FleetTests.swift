@@ -97,5 +97,12 @@ struct FleetTests {
         #expect(again.exitCode == 0, "\(again.stdout)\n\(again.stderr)")
         #expect(hosts.map(\.serves) == ["v2", "v2", "v2"])
         #expect(again.stdout.contains("web3 now serves v2"), "\(again.stdout)")
+
+        // Idempotent: hosts already on v2 are skipped, their .bak (v1) kept.
+        let swapsBefore = hosts.map(\.swapsInHistory)
+        let noop = try playbook("rollout.yml", hosts: hosts, newBinary: v2, in: work)
+        #expect(noop.exitCode == 0, "\(noop.stdout)\n\(noop.stderr)")
+        #expect(hosts.map(\.swapsInHistory) == swapsBefore, "\(noop.stdout)")
+        #expect(noop.stdout.contains("changed=0"), "\(noop.stdout)")
     }
 }
