@@ -44,6 +44,15 @@ struct LoadReport: CustomStringConvertible {
     }
 }
 
+extension LoadReport {
+    /// Prints the `LOAD` line the closing notes quote, and expects that not
+    /// one request failed: no non-2xx answer and no socket error.
+    func expectNothingFailed(_ label: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        print("LOAD \(label): \(self)")
+        #expect(non2xx == 0 && socketErrors == 0, "\(label): \(self)", sourceLocation: sourceLocation)
+    }
+}
+
 /// wrk through the proxy, running while a test acts; `finish()` stops it
 /// (SIGINT, which wrk answers with its summary) and parses what it counted.
 final class LoadGenerator {

@@ -495,48 +495,49 @@ def fmt_ms(value):
 # ---------------------------------------------------------------- the methods
 
 
-def naive_restart(bench, proxy):
-    """systemctl restart: stop the old process, start the new one on the same port."""
+def by_hand(bench, proxy, method, upgrade):
+    """An upgrade without supervisord: v1 started by the bench and routed
+    to, then `upgrade(old, port)` returns the new process."""
     port = free_ports(1)[0]
     old = bench.start_app("v1", port, 0)
     wait_for(lambda: http_get(port)[0] == 200, 20)
     proxy.set_upstream(port)
+    started = {}
 
     def act():
+        started["new"] = upgrade(old, port)
+
+    row = measure(bench, method, proxy.name, proxy.listen_port, act, lambda: old.poll() is not None, "v2", ours=False)
+    started["new"].send_signal(signal.SIGTERM)
+    started["new"].wait(timeout=30)
+    return row
+
+
+def naive_restart(bench, proxy):
+    """systemctl restart: stop the old process, start the new one on the same port."""
+    def upgrade(old, port):
         old.send_signal(signal.SIGTERM)
         old.wait(timeout=60)
         new = bench.start_app("v2", port)
         wait_for(lambda: http_get(port, "/health")[0] == 200, 30)
-        act.new = new
+        return new
 
-    row = measure(bench, "naive restart (stop, start on the same port)", proxy.name, proxy.listen_port, act,
-                  lambda: old.poll() is not None, "v2", ours=False)
-    act.new.send_signal(signal.SIGTERM)
-    act.new.wait(timeout=30)
-    return row
+    return by_hand(bench, proxy, "naive restart (stop, start on the same port)", upgrade)
 
 
 def hand_run(bench, proxy):
     """The guides' script: side port, sleep 5, curl -f /health, rewrite upstream, reload, kill -TERM."""
-    port, side = free_ports(2)
-    old = bench.start_app("v1", port, 0)
-    wait_for(lambda: http_get(port)[0] == 200, 20)
-    proxy.set_upstream(port)
-
-    def act():
+    def upgrade(old, port):
+        side = free_ports(1)[0]
         new = bench.start_app("v2", side)
         time.sleep(5)
         if subprocess.run(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{side}/health"]).returncode != 0:
             log("  hand-run: health check failed (the script would stop here)")
         proxy.set_upstream(side)
         old.send_signal(signal.SIGTERM)
-        act.new = new
+        return new
 
-    row = measure(bench, "hand-run script (side port, sleep 5, reload)", proxy.name, proxy.listen_port, act,
-                  lambda: old.poll() is not None, "v2", ours=False)
-    act.new.send_signal(signal.SIGTERM)
-    act.new.wait(timeout=30)
-    return row
+    return by_hand(bench, proxy, "hand-run script (side port, sleep 5, reload)", upgrade)
 
 
 def ours_swap(bench, proxy):
