@@ -48,34 +48,39 @@ struct DemoApp {
         let healthFields = options.healthFields
         let unhealthyFrom: NIODeadline? = options.failHealthAfterMilliseconds > 0
             ? .now() + .milliseconds(Int64(options.failHealthAfterMilliseconds)) : nil
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                drainer.register(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(
-                        DemoHTTPHandler(versionTag: versionTag, failHealth: failHealth, responseDelay: responseDelay, healthFields: healthFields,
-                            unhealthyFrom: unhealthyFrom, drainer: drainer))
-                }
+        @Sendable func initialize(_ channel: Channel) -> EventLoopFuture<Void> {
+            drainer.register(channel)
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                try channel.pipeline.syncOperations.addHandler(
+                    DemoHTTPHandler(versionTag: versionTag, failHealth: failHealth, responseDelay: responseDelay, healthFields: healthFields,
+                        unhealthyFrom: unhealthyFrom, drainer: drainer))
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-
-        let serverChannel: Channel
-        let inherited = inheritedListenFD(environment)
-        do {
-            if let fd = inherited {
-                serverChannel = try bootstrap.withBoundSocket(fd).wait()
-            } else {
-                serverChannel = try bootstrap.bind(host: options.host, port: options.port).wait()
-            }
-        } catch {
-            let target = inherited.map { "inherited fd \($0)" } ?? "\(options.host):\(options.port)"
-            log("demo-app \(versionTag): cannot listen on \(target): \(error)")
-            exit(1)
         }
-        log("demo-app \(versionTag): listening on \(serverChannel.localAddress.map { "\($0)" } ?? "?") (pid \(getpid()))")
+
+        // Stops accepting; connections already accepted go on.
+        let stopAccepting: @Sendable (@escaping @Sendable () -> Void) -> Void
+        if let fd = inheritedListenFD(environment) {
+            // A socket shared with other instances (socket handoff): see SharedSocketAcceptor.
+            let acceptor = SharedSocketAcceptor(listenFD: fd, group: group, initializer: initialize)
+            stopAccepting = { done in acceptor.stop(done) }
+            log("demo-app \(versionTag): listening on inherited fd \(fd) (pid \(getpid()))")
+        } else {
+            let bootstrap = ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer(initialize)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            let serverChannel: Channel
+            do {
+                serverChannel = try bootstrap.bind(host: options.host, port: options.port).wait()
+            } catch {
+                log("demo-app \(versionTag): cannot listen on \(options.host):\(options.port): \(error)")
+                exit(1)
+            }
+            stopAccepting = { done in serverChannel.close().whenComplete { _ in done() } }
+            log("demo-app \(versionTag): listening on \(serverChannel.localAddress.map { "\($0)" } ?? "?") (pid \(getpid()))")
+        }
         if let notifySocket = environment["NOTIFY_SOCKET"] {
             sdNotify("READY=1\nSTATUS=demo-app \(versionTag) serving", socketPath: notifySocket)
         }
@@ -103,7 +108,7 @@ struct DemoApp {
                 log("demo-app \(versionTag): draining (signal \(signalNumber))")
                 signalQueue.asyncAfter(deadline: .now() + .milliseconds(drainDelay)) {
                     // Stop accepting, then let every connection finish with "Connection: close".
-                    serverChannel.close().whenComplete { _ in
+                    stopAccepting {
                         drainer.drain(idleGrace: .seconds(2), eventLoop: group.next()) {
                             fullyShutdown.succeed(())
                         }
@@ -125,7 +130,7 @@ struct DemoApp {
     }
 
     /// fd 3 when started by systemd-style socket activation for this pid.
-    static func inheritedListenFD(_ environment: [String: String]) -> NIOBSDSocket.Handle? {
+    static func inheritedListenFD(_ environment: [String: String]) -> Int32? {
         guard let count = environment["LISTEN_FDS"].flatMap(Int.init), count >= 1,
             let pid = environment["LISTEN_PID"].flatMap(Int32.init), pid == getpid()
         else { return nil }
