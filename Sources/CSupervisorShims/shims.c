@@ -313,7 +313,7 @@ int csup_notify_receive(int fd, char *buffer, int capacity, int timeout_ms, int3
     return (int)n;
 }
 
-int csup_listen_tcp(const char *host, int port, int backlog) {
+int csup_bind_tcp(const char *host, int port) {
     struct sockaddr_storage storage;
     memset(&storage, 0, sizeof(storage));
     socklen_t length;
@@ -332,7 +332,16 @@ int csup_listen_tcp(const char *host, int port, int backlog) {
     if (fd < 0) return -1;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&storage, length) != 0 || listen(fd, backlog) != 0) {
+    if (bind(fd, (struct sockaddr *)&storage, length) != 0) {
+        int e = errno; close(fd); errno = e; return -1;
+    }
+    return fd;
+}
+
+int csup_listen_tcp(const char *host, int port, int backlog) {
+    int fd = csup_bind_tcp(host, port);
+    if (fd < 0) return -1;
+    if (listen(fd, backlog) != 0) {
         int e = errno; close(fd); errno = e; return -1;
     }
     return fd;

@@ -39,19 +39,3 @@ public final class NotifyReceiver: Sendable {
         }
     }
 }
-
-/// Listening sockets the supervisor holds for socket-handoff mode.
-public enum ListeningSocket {
-    /// Opens `host:port` (`127.0.0.1:8080`, `[::]:8080`); CLOEXEC in the supervisor,
-    /// passed to children as fd 3, 4, … by the spawner.
-    public static func open(_ address: String) throws(ProcessError) -> Int32 {
-        guard let colon = address.lastIndex(of: ":"), let port = Int32(address[address.index(after: colon)...]) else {
-            throw ProcessError(pid: 0, errno: EINVAL)
-        }
-        var host = String(address[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        let fd = csup_listen_tcp(host, port, 4096)
-        guard fd >= 0 else { throw ProcessError(pid: 0, errno: errno) }
-        return fd
-    }
-}

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import SystemBindings
 import Testing
 
 /// Each bad input under load: refused with a specific code, the old version
@@ -54,7 +55,7 @@ extension UnderLoad {
                 path = stack.version("slow", flags: ["--start-delay-ms", "4000"])
                 expectedCode = "health_timeout"
             case .sidePortHeld:
-                holder = listenOn(port: stack.daemon.ports[1])
+                holder = try listenOn(port: stack.daemon.ports[1])
                 path = stack.version("v2")
                 expectedCode = "port_in_use"
             }
@@ -88,17 +89,6 @@ extension UnderLoad {
 }
 
 /// A listening socket on 0.0.0.0:port held by the test (a "stranger").
-func listenOn(port: Int) -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = INADDR_ANY
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    listen(fd, 16)
-    return fd
+func listenOn(port: Int) throws -> Int32 {
+    try ListeningSocket.open("0.0.0.0:\(port)")
 }

@@ -30,6 +30,8 @@ int csup_notify_receive(int fd, char *buffer, int capacity, int timeout_ms, int3
 
 /* A listening TCP socket on host:port (IPv4 or IPv6 literal), CLOEXEC, SO_REUSEADDR. -1 with errno. */
 int csup_listen_tcp(const char *host, int port, int backlog);
+/* The same without listen(2): a bound TCP socket (CLOEXEC, SO_REUSEADDR), or -1 with errno. */
+int csup_bind_tcp(const char *host, int port);
 
 /* pipe2(fds, O_CLOEXEC). */
 int csup_pipe_cloexec(int fds[2]);
