@@ -358,20 +358,30 @@ class Bench:
         process = self.procs.start([self.version(tag, delay_ms), "--port", str(port)], os.path.join(self.work, f"app-{tag}-{port}.log"))
         return process
 
-    def supervisord(self, proxy_section, ports=None, listen=None, watch="0s", extra_env=None, tag="row"):
-        """A supervisord in a directory of its own, serving v1 (fast start)."""
+    def service(self, tag, proxy_section, ports=None, listen=None, health=None, version_command=True):
+        """A directory of its own with v1 (fast start) as the live binary and a
+        config serving it on `ports`, or on `listen` in handoff mode."""
         directory = tempfile.mkdtemp(prefix=f"supervisord-{tag}-", dir=self.work)
         live = os.path.join(directory, "app")
         shutil.copy(self.version("v1", 0), live)
         app = f'ports = [{ports[0]}, {ports[1]}]\nargs = ["--port", "{{port}}"]\n' if ports else f'listen = ["127.0.0.1:{listen}"]\n'
-        health = 'mode = "notify"\n' if listen else ""
+        if version_command:
+            app += 'version_command = ["{binary}", "--version"]\n'
+        health = dict(health or {}, **({"mode": "notify"} if listen else {}))
+        health_lines = "".join(f'{key} = "{value}"\n' for key, value in health.items())
         config = os.path.join(directory, "service.toml")
         with open(config, "w") as f:
-            f.write(f'name = "bench"\nstate_dir = "{directory}/state"\n\n[app]\nbinary = "{live}"\n{app}'
-                    f'version_command = ["{{binary}}", "--version"]\n\n[health]\nwatch = "{watch}"\n{health}\n'
-                    f'[control]\nsocket = "{directory}/control.sock"\n\n{proxy_section}')
-        process = self.procs.start([f"{self.bin}/supervisord", "--config", config], os.path.join(directory, "supervisord.log"), env=extra_env)
-        supervisor = Supervisor(self, directory, process)
+            f.write(f'name = "bench"\nstate_dir = "{directory}/state"\n\n[app]\nbinary = "{live}"\n{app}\n'
+                    f'[health]\n{health_lines}\n[control]\nsocket = "{directory}/control.sock"\n\n{proxy_section}')
+        return directory, config
+
+    def start_supervisord(self, directory, config, env=None):
+        return self.procs.start([f"{self.bin}/supervisord", "--config", config], os.path.join(directory, "supervisord.log"), env=env)
+
+    def supervisord(self, proxy_section, ports=None, listen=None, watch="0s", tag="row"):
+        """A supervisord serving v1, once it runs."""
+        directory, config = self.service(tag, proxy_section, ports=ports, listen=listen, health={"watch": watch})
+        supervisor = Supervisor(self, directory, self.start_supervisord(directory, config))
         if not wait_for(lambda: (supervisor.status() or {}).get("phase") == "running", 30, 0.05):
             raise SystemExit(f"supervisord did not start; see {directory}/supervisord.log")
         return supervisor
@@ -659,21 +669,14 @@ def ready_times(bench, interval, runs=5):
     """Median time from exec of supervisord to READY=1 on its NOTIFY_SOCKET."""
     times = []
     for attempt in range(runs):
-        directory = tempfile.mkdtemp(prefix="supervisord-ready-", dir=bench.work)
+        directory, config = bench.service("ready", '[proxy]\nkind = "none"\n', ports=free_ports(2),
+                                          health={"interval": interval} if interval else None, version_command=False)
         notify_path = os.path.join(directory, "notify.sock")
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(notify_path)
         notify.settimeout(30)
-        live = os.path.join(directory, "app")
-        shutil.copy(bench.version("v1", 0), live)
-        ports = free_ports(2)
-        health = f'\n[health]\ninterval = "{interval}"\n' if interval else ""
-        config = os.path.join(directory, "service.toml")
-        with open(config, "w") as f:
-            f.write(f'name = "bench"\nstate_dir = "{directory}/state"\n\n[app]\nbinary = "{live}"\nports = [{ports[0]}, {ports[1]}]\n'
-                    f'args = ["--port", "{{port}}"]\n{health}\n[control]\nsocket = "{directory}/control.sock"\n\n[proxy]\nkind = "none"\n')
         start = time.monotonic()
-        process = bench.procs.start([f"{bench.bin}/supervisord", "--config", config], os.path.join(directory, "supervisord.log"), env={"NOTIFY_SOCKET": notify_path})
+        process = bench.start_supervisord(directory, config, env={"NOTIFY_SOCKET": notify_path})
         try:
             while True:
                 if "READY=1" in notify.recv(4096).decode().split("\n"):
