@@ -5,10 +5,8 @@ import Testing
 
 /// The shipped examples stay valid as the config rules change.
 @Suite struct ExamplesTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
     @Test func exampleConfigIsValid() throws {
-        let config = try ConfigLoader.parse(path: Self.root + "/examples/myapp.toml", environment: [:]).get()
+        let config = try ConfigLoader.parse(path: Repository.path("examples/myapp.toml"), environment: [:]).get()
         #expect(config.name == "myapp")
         #expect(config.proxy.kind == .caddy)
         #expect(config.app.ports == [8081, 8082])
@@ -16,7 +14,7 @@ import Testing
     }
 
     @Test func readmeConfigIsValid() throws {
-        let readme = try String(contentsOfFile: Self.root + "/README.md", encoding: .utf8)
+        let readme = try String(contentsOfFile: Repository.path("README.md"), encoding: .utf8)
         let start = try #require(readme.range(of: "```toml\n"))
         let end = try #require(readme.range(of: "```", range: start.upperBound..<readme.endIndex))
         let scratch = TemporaryDirectory()
@@ -31,7 +29,7 @@ import Testing
         try #require(FileManager.default.isExecutableFile(atPath: caddy), "caddy: run scripts/test.sh")
         let scratch = TemporaryDirectory()
         let upstream = scratch.write("upstreams/myapp", "to 127.0.0.1:8081\n")
-        let text = try String(contentsOfFile: Self.root + "/Caddyfile.example", encoding: .utf8)
+        let text = try String(contentsOfFile: Repository.path("Caddyfile.example"), encoding: .utf8)
             .replacingOccurrences(of: "/etc/caddy/upstreams/myapp", with: upstream)
         let file = scratch.write("Caddyfile", text)
         var environment = ProcessInfo.processInfo.environment

@@ -76,14 +76,7 @@ extension UnderLoad {
             #expect(daemon.waitUntilRunning() != nil)
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                for (index, byte) in daemon.socket.utf8.enumerated() { raw[index] = byte }
-            }
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let connected = unixSocket(fd, connect, path: daemon.socket)
             try #require(connected == 0)
             _ = "GET /status HTTP/1.1\r\nHost: x\r\n".withCString { send(fd, $0, strlen($0), 0) }  // and then nothing
             // Meanwhile others are answered.

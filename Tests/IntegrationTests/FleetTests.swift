@@ -9,9 +9,9 @@ import Testing
 /// this machine, one of which refuses the swap (a failing migration hook).
 @Suite(.timeLimit(.minutes(5)))
 struct FleetTests {
-    static let playbooks = SystemdTests.root + "/examples/ansible"
+    static let playbooks = Repository.path("examples/ansible")
     static let ansiblePlaybook = ProcessInfo.processInfo.environment["SUPERVISOR_ANSIBLE_PLAYBOOK"]
-        ?? SystemdTests.root + "/.build/ansible/bin/ansible-playbook"
+        ?? Repository.path(".build/ansible/bin/ansible-playbook")
 
     final class Host {
         let name: String
@@ -34,9 +34,7 @@ struct FleetTests {
             try daemon.start()
         }
 
-        var serves: String? {
-            httpGet(port: port)?.body.trimmingCharacters(in: .whitespacesAndNewlines).components(separatedBy: " ").last
-        }
+        var serves: String? { servedVersion(port: port) }
 
         var swapsInHistory: Int {
             let history = (try? daemon.ctl(["history", "--json"]))?.stdout ?? ""

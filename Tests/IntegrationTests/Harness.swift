@@ -25,6 +25,13 @@ enum Binaries {
     static var demoApp: String { directory + "/demo-app" }
 }
 
+/// The repository's files: docs, examples, units, scripts.
+enum Repository {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    static func path(_ relative: String) -> String { root + "/" + relative }
+}
+
 /// A temporary directory removed when the test ends (even on failure).
 final class TemporaryDirectory {
     let path: String
@@ -130,6 +137,25 @@ func httpGet(port: Int, path: String = "/") -> (status: Int, body: String)? {
     var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
     guard let code = lines.popLast().flatMap({ Int($0) }) else { return nil }
     return (code, lines.joined(separator: "\n"))
+}
+
+/// The version demo-app answers with on `port` (its `GET /` says
+/// "demo-app <version>"), or nil when nothing answers 200.
+func servedVersion(port: Int) -> String? {
+    guard let answer = httpGet(port: port), answer.status == 200 else { return nil }
+    return answer.body.trimmingCharacters(in: .whitespacesAndNewlines).components(separatedBy: " ").last
+}
+
+/// bind(2) or connect(2) of `fd` to the unix socket at `path`; 0 or -1 (errno set).
+func unixSocket(_ fd: Int32, _ operation: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32, path: String) -> Int32 {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+    }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { operation(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
 }
 
 /// The pids whose parent is `pid` (from /proc), zombies excluded.

@@ -164,10 +164,9 @@ struct EmergencyRollbackTests {
 }
 
 @Suite struct DocumentationTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     @Test func everyConfigKeyIsDocumented() throws {
-        let doc = try String(contentsOfFile: Self.root + "/docs/configuration.md", encoding: .utf8)
+        let doc = try String(contentsOfFile: Repository.path("docs/configuration.md"), encoding: .utf8)
         let keys = ConfigDecoder.knownKeys
         #expect(keys.count > 30, "the decoder reports what it reads: \(keys.sorted())")
         for key in keys.sorted() {

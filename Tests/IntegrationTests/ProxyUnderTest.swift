@@ -37,10 +37,7 @@ protocol ProxyUnderTest: AnyObject {
 
 extension ProxyUnderTest {
     /// The version string the app behind the proxy answers with.
-    func servedVersion() -> String? {
-        guard let answer = httpGet(port: listenPort), answer.status == 200 else { return nil }
-        return answer.body.trimmingCharacters(in: .whitespacesAndNewlines).components(separatedBy: " ").last
-    }
+    func servedVersion() -> String? { IntegrationTests.servedVersion(port: listenPort) }
 
     func inject(_ fault: ProxyFault) throws {}
 }

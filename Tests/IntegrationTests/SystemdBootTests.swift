@@ -21,7 +21,7 @@ final class SupervisorUnderSystemd {
         sandbox = try SystemdSandbox(carrying: [work.path] + carrying)
         _ = work.write("itest.toml", config(live))
         for file in ["supervisor@.service", "supervisor@.socket"] {
-            let text = try String(contentsOfFile: SystemdTests.root + "/systemd/" + file, encoding: .utf8)
+            let text = try String(contentsOfFile: Repository.path("systemd/" + file), encoding: .utf8)
                 .replacingOccurrences(of: "/usr/local/bin/supervisord", with: Binaries.supervisord)
                 .replacingOccurrences(of: "/etc/supervisor/%i.toml", with: work.file("%i.toml"))
             _ = sandbox.units.write(file, text)
@@ -47,6 +47,13 @@ final class SupervisorUnderSystemd {
         try sandbox.run([Binaries.supervisorctl, "--socket", socketPath] + arguments, timeout: timeout)
     }
 
+    /// `supervisorctl swap PATH --json`, and its `total_ms`.
+    func swap(_ path: String) throws -> (result: CommandResult, totalMS: Int?) {
+        let result = try ctl(["swap", path, "--json"])
+        let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        return (result, json?["total_ms"] as? Int)
+    }
+
     func status() -> [String: Any]? {
         guard let result = try? ctl(["status", "--json"]), result.exitCode == 0 else { return nil }
         return try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
@@ -57,7 +64,7 @@ final class SupervisorUnderSystemd {
     func watchingStates(_ arguments: [String], onChange: (String) -> Void = { _ in }) throws -> (result: [String: Any]?, exitCode: Int32, states: [String], stderr: String) {
         let scratch = TemporaryDirectory("systemd-ctl")
         let process = try TestProcess(
-            "/usr/bin/nsenter", ["-t", String(sandbox.pid), "-m", "-p", "--", Binaries.supervisorctl, "--socket", socketPath] + arguments,
+            "/usr/bin/nsenter", sandbox.inside([Binaries.supervisorctl, "--socket", socketPath] + arguments),
             stdout: scratch.file("out"), stderr: scratch.file("err"))
         var states: [String] = []
         _ = eventually(timeout: 60, interval: 0.02) {
@@ -92,7 +99,7 @@ final class SupervisorUnderSystemd {
 }
 
 extension UnderLoad {
-    @Suite(.timeLimit(.minutes(5)), .enabled(if: SystemdSandbox.shouldRun, "needs root and cgroup2; see the SKIPPED line"))
+    @Suite(.timeLimit(.minutes(5)), .enabled(if: SystemdSandbox.shouldRun, SystemdSandbox.skipReason))
     struct SystemdBootTests {
         /// Proxy mode behind Caddy, run by the shipped units: socket
         /// activation, READY=1 only once the app is healthy and the proxy
@@ -143,7 +150,7 @@ extension UnderLoad {
             // request until the app is up). ExecStartPre runs first, so
             // "activating" is seen either way; what counts is the answer.
             var servedAtActive: String?
-            func appAnswers() -> String { httpGet(port: ports[0]).map { $0.body.trimmingCharacters(in: .whitespacesAndNewlines).components(separatedBy: " ").last ?? "?" } ?? "nothing" }
+            func appAnswers() -> String { servedVersion(port: ports[0]) ?? "nothing" }
             let first = try service.watchingStates(["status", "--json"]) { now in
                 if now == "active", servedAtActive == nil { servedAtActive = appAnswers() }
             }
@@ -247,10 +254,9 @@ extension UnderLoad {
             ]
             var swapTimes: [Int] = []
             for tag in ["v2", "v3"] {
-                let swap = try service.ctl(["swap", AppVersions.make(tag, in: service.work), "--json"])
+                let (swap, total) = try service.swap(AppVersions.make(tag, in: service.work))
                 #expect(swap.exitCode == 0, "\(swap.stderr)\n\(service.log.suffix(3000))")
-                let json = try? JSONSerialization.jsonObject(with: Data(swap.stdout.utf8)) as? [String: Any]
-                if let total = json?["total_ms"] as? Int { swapTimes.append(total) }
+                swapTimes += total.map { [$0] } ?? []
                 #expect(httpGet(port: port)?.body.contains("demo-app \(tag)") == true)
             }
             // The restarted supervisor gets the socket back from the FD store
@@ -260,9 +266,9 @@ extension UnderLoad {
             #expect(killed.restarted, "\(service.log.suffix(3000))")
             #expect(service.log.contains("(sockets from systemd)"), "\(service.log.suffix(3000))")
             #expect(eventually(timeout: 20) { service.status()?["pid"] as? Int == appPID }, "re-adopted")
-            let swap = try service.ctl(["swap", AppVersions.make("v4", in: service.work), "--json"])
+            let (swap, total) = try service.swap(AppVersions.make("v4", in: service.work))
             #expect(swap.exitCode == 0, "\(swap.stderr)\n\(service.log.suffix(3000))")
-            if let total = (try? JSONSerialization.jsonObject(with: Data(swap.stdout.utf8)) as? [String: Any])?["total_ms"] as? Int { swapTimes.append(total) }
+            swapTimes += total.map { [$0] } ?? []
             #expect(httpGet(port: port)?.body.contains("demo-app v4") == true)
             let rollback = try service.ctl(["rollback"])
             #expect(rollback.exitCode == 0, "\(rollback.stderr)")

@@ -11,7 +11,7 @@ import Testing
 /// carries in at their own paths. Everything it started dies with it (PID
 /// namespace); the test talks to it through `nsenter … systemctl`.
 final class SystemdSandbox {
-    static let script = SystemdTests.root + "/scripts/lib/systemd-sandbox.sh"
+    static let script = Repository.path("scripts/lib/systemd-sandbox.sh")
 
     /// Why the sandbox cannot run here, or nil when it can.
     static let unavailableReason: String? = {
@@ -28,10 +28,15 @@ final class SystemdSandbox {
     /// False (with a loud line) when the machine cannot run these tests and
     /// this is not CI; with `CI=true` they run, and fail on the reason.
     static var shouldRun: Bool {
-        guard let reason = unavailableReason else { return true }
+        guard unavailableReason != nil else { return true }
         if ProcessInfo.processInfo.environment["CI"] == "true" { return true }
-        print("SKIPPED: systemd end-to-end tests: \(reason). CI (CI=true, root) runs them.")
+        print("SKIPPED: \(skipReason)")
         return false
+    }
+
+    /// What a skip says, in the test report and on its own line.
+    static var skipReason: Comment {
+        "systemd end-to-end tests skipped: \(unavailableReason ?? "nothing missing"); they run as root with cgroup2, and CI (CI=true) always runs them"
     }
 
     let units = TemporaryDirectory("systemd-units")
@@ -52,7 +57,7 @@ final class SystemdSandbox {
             _ = units.write("\(target).target", "[Unit]\nDescription=\(target) (empty, test sandbox)\n")
         }
         var seen = Set<String>()
-        let carried = ([units.path, Binaries.directory, SystemdTests.root] + directories).filter { seen.insert($0).inserted }
+        let carried = ([units.path, Binaries.directory, Repository.root] + directories).filter { seen.insert($0).inserted }
         launcher = try TestProcess("/bin/bash", [Self.script, units.path] + carried, stdout: output.file("boot.log"))
         var booted = false
         _ = eventually(timeout: 20) {
@@ -76,9 +81,12 @@ final class SystemdSandbox {
 
     var bootLog: String { (try? String(contentsOfFile: output.file("boot.log"), encoding: .utf8)) ?? "" }
 
-    /// Runs a command inside its namespaces (mount and PID).
+    /// `nsenter` arguments that run `arguments` inside its namespaces (mount and PID).
+    func inside(_ arguments: [String]) -> [String] { ["-t", String(pid), "-m", "-p", "--"] + arguments }
+
+    /// Runs a command inside its namespaces, to completion.
     func run(_ arguments: [String], timeout: TimeInterval = 30) throws -> CommandResult {
-        try Command.run("/usr/bin/nsenter", ["-t", String(pid), "-m", "-p", "--"] + arguments, timeout: timeout)
+        try Command.run("/usr/bin/nsenter", inside(arguments), timeout: timeout)
     }
 
     func systemctl(_ arguments: [String], timeout: TimeInterval = 30) throws -> CommandResult {

@@ -7,8 +7,6 @@ import Testing
 
 @Suite(.timeLimit(.minutes(2)))
 struct SystemdTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
     /// `systemd-analyze verify` prints nothing for a clean unit (it exits 0 even on warnings).
     @Test(arguments: ["supervisor@.service", "supervisor@.socket"])
     func unitFilesVerifyClean(_ unit: String) throws {
@@ -17,7 +15,7 @@ struct SystemdTests {
         let scratch = TemporaryDirectory("units")
         for file in ["supervisor@.service", "supervisor@.socket"] {
             // ExecStart must name an executable that exists here: point it at the built one.
-            let text = try String(contentsOfFile: Self.root + "/systemd/" + file, encoding: .utf8)
+            let text = try String(contentsOfFile: Repository.path("systemd/" + file), encoding: .utf8)
                 .replacingOccurrences(of: "/usr/local/bin/supervisord", with: Binaries.supervisord)
             _ = scratch.write(file, text)
         }
@@ -33,14 +31,7 @@ struct SystemdTests {
         let scratch = TemporaryDirectory("activation")
         let path = scratch.file("activated.sock")
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = unixSocket(fd, bind, path: path)
         try #require(bound == 0 && listen(fd, 16) == 0)
         var environment = ProcessInfo.processInfo.environment
         environment["LISTEN_FDS"] = "1"
