@@ -16,6 +16,11 @@ struct ByteStream {
         return String(decoding: scalars, as: UTF8.self)
     }
 
+    /// Eight bytes: the whole range of integers and doubles (huge, negative, NaN, infinities).
+    mutating func word() -> UInt64 {
+        (0..<8).reduce(0) { value, _ in value << 8 | UInt64(next()) }
+    }
+
     /// Keys biased towards the real ones, so the decoder's paths are reached.
     mutating func key() -> String {
         let known = [
@@ -33,8 +38,8 @@ struct ByteStream {
     mutating func value(depth: Int) -> ConfigValue {
         switch next() % (depth > 3 ? 5 : 8) {
         case 0: return .string(string())
-        case 1: return .integer(Int(Int8(bitPattern: next())) * Int(next()))
-        case 2: return .float(Double(Int8(bitPattern: next())) / Double(max(1, next())))
+        case 1: return .integer(next() & 1 == 0 ? Int(Int8(bitPattern: next())) * Int(next()) : Int(Int64(bitPattern: word())))
+        case 2: return .float(next() & 1 == 0 ? Double(Int8(bitPattern: next())) / Double(max(1, next())) : Double(bitPattern: word()))
         case 3: return .bool(next() & 1 == 1)
         case 4: return .string(["30s", "100ms", "2m", "-1s", "{port}", "/abs/path", "SIGTERM", "caddy", "nginx", "none", "notify", "http"][Int(next()) % 12])
         case 5, 6:

@@ -107,6 +107,8 @@ func problems(_ document: [String: ConfigValue]) -> [String] {
         ("timeout", .string("-1s"), "health.timeout: must not be negative"),
         ("start_timeout", .integer(0), "health.start_timeout: must be greater than zero"),
         ("interval", .bool(true), "health.interval: must be a duration"),
+        ("watch", .string("10000h"), "health.watch: must be at most 168h (7 days)"),
+        ("start_timeout", .integer(Int.max), "health.start_timeout: must be at most 168h (7 days)"),
     ])
     func badDurations(key: String, value: ConfigValue, expected: String) {
         let found = problems(with("health", key, value))

@@ -27,6 +27,25 @@ import Testing
         #expect(DurationParser.parse(.integer(-2)) == .failure(.negative))
     }
 
+    /// Found by scripts/fuzz.sh: a long run of digits used to trap converting to Int64.
+    @Test(arguments: [
+        ConfigValue.string("0" + String(repeating: "4", count: 120)),
+        .string("99999999999999999999ms"),
+        .string("169h"),
+        .string("604801s"),
+        .integer(Int.max),
+        .float(1e300),
+    ])
+    func rejectsTooLong(value: ConfigValue) {
+        #expect(DurationParser.parse(value) == .failure(.tooLong))
+    }
+
+    @Test func longestAccepted() {
+        #expect(DurationParser.parse("168h") == .success(DurationParser.maximum))
+        #expect(DurationParser.parse(.integer(604_800)) == .success(.seconds(604_800)))
+        #expect(DurationParser.maximum.humanReadable == "168h")
+    }
+
     @Test func numbersAreSeconds() {
         #expect(DurationParser.parse(.integer(2)) == .success(.seconds(2)))
         #expect(DurationParser.parse(.float(0.1)) == .success(.milliseconds(100)))

@@ -80,6 +80,8 @@ struct ConfigReader {
             problem(key, "must be a duration such as \"100ms\", \"30s\", \"2m\" or a number of seconds, not \(value.typeName)")
         case .failure(.negative)?:
             problem(key, "must not be negative")
+        case .failure(.tooLong)?:
+            problem(key, "must be at most \(DurationParser.maximum.humanReadable) (7 days)")
         case .failure(.malformed)?:
             if case .string(let text) = value {
                 problem(key, "\"\(text)\" is not a duration; write it as \"100ms\", \"30s\", \"2m\" or a number of seconds")
