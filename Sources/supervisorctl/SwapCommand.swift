@@ -145,6 +145,9 @@ enum SwapStreamPrinter {
         var lines = ["\(mark) \(result.action.rawValue) failed in phase \(result.failedPhase?.rawValue ?? "?"): \(error?.message ?? "unknown error") [\(error?.code.rawValue ?? "?")]"]
         if result.failedPhase == .commit {
             lines.append("  The new version is serving (pid \(result.pid.map(String.init) ?? "-")), but the binary files were not committed; check the binary's directory.")
+        } else if error?.code == .switchBackFailed {
+            lines.append("  The previous version \(describe(result.from)) is running and supervised (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-")), but the proxy may not route to it.")
+            lines.append("  Next: \(hint(for: error?.code))")
         } else {
             lines.append("  The previous version is still serving: \(describe(result.from)) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-")).")
             lines.append("  Next: \(hint(for: error?.code))")
@@ -178,6 +181,8 @@ enum SwapStreamPrinter {
             return "nothing was swapped yet; swap to the binary you want instead."
         case "not_running":
             return "supervisorctl status and the service log say why the app is down; if the live binary is the problem: supervisorctl rollback --emergency --config FILE."
+        case "switch_back_failed":
+            return "fix the proxy (the message says what failed), then `systemctl restart supervisor@NAME`: the restarted supervisor keeps the running app and points the proxy at it."
         case "proxy_write_failed", "proxy_validate_failed", "proxy_reload_failed", "proxy_not_confirmed":
             return "check the proxy (is it running? does its config validate?) and its admin endpoint; then swap again."
         default:

@@ -62,6 +62,44 @@ import Testing
         #expect(steps.last == [.journal(.stop), .stopOld])
     }
 
+    static let throughSwitch: [Event] = [.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched]
+
+    /// The new instance dies while the old one drains: the old one, still
+    /// alive, is supervised and served again; the swap fails in drain.
+    @Test func newExitWhileDrainingSwitchesBackToTheOld() {
+        let exited = SwapError(.appExited, "the new binary exited")
+        let (machine, steps) = walk(Self.throughSwitch + [.newExitedWhileDraining(exited), .switchedBack, .newStopped, .stagedRemoved])
+        let revert = Self.throughSwitch.count
+        #expect(steps[revert] == [.handBackToOld, .journal(.revert), .switchProxyBack], "supervision back before the journal, the proxy after it")
+        #expect(steps[revert + 1] == [.stopNew])
+        #expect(steps[revert + 2] == [.removeStaged])
+        #expect(steps[revert + 3] == [.journal(.done), .finish(.failed(exited, phase: .drain))])
+        #expect(!steps.joined().contains(.stopOld))
+        #expect(!steps.joined().contains(.commitBinaries))
+        #expect(machine.phase == .done)
+    }
+
+    /// Even when the proxy cannot be pointed back, nothing is committed and
+    /// the old instance is never stopped; the failure names the switch back.
+    @Test func failedSwitchBackStillRevertsTheRest() {
+        let exited = SwapError(.appExited, "the new binary exited")
+        let reload = SwapError(.proxyReloadFailed, "reload failed")
+        let (_, steps) = walk(Self.throughSwitch + [.newExitedWhileDraining(exited), .switchBackFailed(reload), .newStopped, .stagedRemoved])
+        #expect(steps.last == [.journal(.done), .finish(.failed(reload, phase: .drain))])
+        #expect(!steps.joined().contains(.stopOld))
+        #expect(!steps.joined().contains(.commitBinaries))
+    }
+
+    /// Only the drain reverts on the new instance's exit: once the old one has
+    /// been signalled there is nothing to go back to.
+    @Test func newExitOutsideDrainIsIgnored() {
+        let exited = SwapError(.appExited, "the new binary exited")
+        var machine = SwapMachine()
+        for event in Self.throughSwitch + [.drained] { _ = machine.handle(event) }
+        #expect(machine.handle(.newExitedWhileDraining(exited)) == [])
+        #expect(machine.phase == .stop)
+    }
+
     @Test func oldThatWillNotDieStillCommits() {
         let (_, steps) = walk([.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .drained, .failed(Self.failure)])
         #expect(steps.last == [.journal(.commit), .commitBinaries])

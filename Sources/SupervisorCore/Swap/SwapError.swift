@@ -32,6 +32,8 @@ public struct SwapError: Error, Sendable, Equatable, Codable, CustomStringConver
         public static let proxyValidateFailed = Code(rawValue: "proxy_validate_failed")
         public static let proxyReloadFailed = Code(rawValue: "proxy_reload_failed")
         public static let proxyNotConfirmed = Code(rawValue: "proxy_not_confirmed")
+        // Drain: the new instance exited and the proxy could not be pointed back at the old one
+        public static let switchBackFailed = Code(rawValue: "switch_back_failed")
         // Commit
         public static let commitFailed = Code(rawValue: "commit_failed")
         // Whole-swap

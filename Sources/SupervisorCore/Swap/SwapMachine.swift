@@ -5,7 +5,12 @@
 /// new instance) → health → switch → drain → stop (old) → commit → done. A failure before the switch stops the new
 /// instance and removes the staged copy; a failure of the switch itself is
 /// reverted by the proxy driver (old file back, reloaded) before the same
-/// clean-up. Once the proxy serves the new instance, the swap goes forward.
+/// clean-up. Once the proxy serves the new instance, the swap goes forward,
+/// with one exception: a new instance that exits while the old one drains
+/// (still alive, still listening) is a failed swap. The old instance takes
+/// the supervision back, the proxy is pointed at it again, `.new` removed.
+/// Should that switch back fail, the failure says so: the old instance is
+/// alive and supervised, and a restart of the supervisor re-points the proxy.
 public struct SwapMachine: Sendable, Equatable {
     public enum Event: Sendable, Equatable {
         case begin
@@ -17,6 +22,12 @@ public struct SwapMachine: Sendable, Equatable {
         case newHealthy
         case switched
         case drained
+        /// The new instance exited after the switch, while the old one drained.
+        case newExitedWhileDraining(SwapError)
+        /// The proxy serves the old instance again.
+        case switchedBack
+        /// Pointing the proxy back at the old instance failed.
+        case switchBackFailed(SwapError)
         case oldStopped
         case committed
         /// The action in progress failed.
@@ -37,6 +48,11 @@ public struct SwapMachine: Sendable, Equatable {
         case awaitNewHealthy
         case switchProxy
         case drainOld
+        /// The old instance is the supervised one again (in memory: before the
+        /// journal, so the new binary is not restarted meanwhile).
+        case handBackToOld
+        /// Point the proxy at the old instance again.
+        case switchProxyBack
         case stopOld
         case commitBinaries
         /// Warm hold: keep the old instance alive out of rotation and watch the new one.
@@ -86,6 +102,15 @@ public struct SwapMachine: Sendable, Equatable {
             return warmHold ? enter(.commit, .commitBinaries) : enter(.drain, .drainOld)
         case (.drain?, .drained):
             return enter(.stop, .stopOld)
+        case (.drain?, .newExitedWhileDraining(let error)):
+            failure = (error, .drain)
+            phase = .revert
+            return [.handBackToOld, .journal(.revert), .switchProxyBack]
+        case (.revert?, .switchedBack):
+            return [.stopNew]
+        case (.revert?, .switchBackFailed(let error)):
+            failure = (error, .drain)
+            return [.stopNew]
         case (.stop?, .oldStopped):
             return enter(.commit, .commitBinaries)
         case (.commit?, .committed):

@@ -145,6 +145,18 @@ public actor AppRuntime {
         notifier.status(statusLine())
     }
 
+    /// A swap's new instance exited after the switch while `old` still ran:
+    /// `old` is the supervised instance again. A restart of the new one that
+    /// this runtime may already have begun is stopped: it is not in rotation.
+    public func handBack(to old: ChildProcess, port: Int, sha256: String?, version: String?, abandoning new: ChildProcess?) {
+        if let process, process.pid != old.pid, process.pid != new?.pid {
+            logger.warning("stopping the restarted new instance: the swap switched back to the old one", metadata: ["pid": "\(process.pid)"])
+            healthTask?.cancel()
+            _ = process.signal(SIGKILL)
+        }
+        handOver(to: old, port: port, sha256: sha256, version: version)
+    }
+
     // MARK: - The loop: events in, actions out
 
     private func handle(_ event: AppMachine.Event) {

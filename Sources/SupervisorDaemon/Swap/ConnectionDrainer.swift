@@ -4,7 +4,7 @@ import SystemBindings
 /// Step 7: waits until the old instance is quiet, read from the kernel:
 /// no established connection on its port has carried data (either way)
 /// for `quietPeriod`, and none is new. Idle keep-alive connections a proxy
-/// keeps open do not hold it. At most `timeout`.
+/// keeps open do not hold it. At most `timeout`; a cancelled drain ends at once.
 public struct ConnectionDrainer: Sendable {
     public enum Result: Sendable, Equatable {
         case quiet(connectionsLeft: Int)
@@ -34,7 +34,7 @@ public struct ConnectionDrainer: Sendable {
             if let age = activity.mostRecentDataAge, age >= quietPeriod {
                 return .quiet(connectionsLeft: activity.connections)
             }
-            if ContinuousClock.now >= deadline { return .timedOut(connections: last) }
+            if ContinuousClock.now >= deadline || Task.isCancelled { return .timedOut(connections: last) }
             try? await Task.sleep(for: pollInterval)
         }
     }

@@ -93,6 +93,12 @@ actor SwapRun {
             return await switchProxy()
         case .drainOld:
             return await drainOld()
+        case .handBackToOld:
+            handedOver = false
+            await context.runtime.handBack(to: old.process, port: old.port, sha256: old.sha256, version: old.version, abandoning: newChild)
+            return nil
+        case .switchProxyBack:
+            return await switchProxyBack()
         case .stopOld:
             return await stopOld()
         case .commitBinaries:
@@ -249,7 +255,36 @@ actor SwapRun {
             return .drained
         }
         let drainer = ConnectionDrainer(timeout: context.config.drain.timeout)
-        switch await drainer.drain(port: old.port) {
+        let port = old.port
+        // The old instance still listens until it is signalled: should the new
+        // one exit meanwhile, the swap switches back to it instead of stopping it.
+        enum Ending: Sendable {
+            case drain(ConnectionDrainer.Result)
+            case newExited(ExitStatus)
+        }
+        let newChild = self.newChild
+        let ending: Ending = await withTaskGroup(of: Ending?.self) { group in
+            group.addTask { .drain(await drainer.drain(port: port)) }
+            group.addTask { await newChild?.waitForExit().map(Ending.newExited) }
+            var first: Ending?
+            for await result in group {
+                if let result {
+                    first = result
+                    break
+                }
+            }
+            group.cancelAll()
+            return first ?? .drain(.unobservable)
+        }
+        let result: ConnectionDrainer.Result
+        switch ending {
+        case .newExited(let status):
+            return newExitedWhileDraining(status)
+        case .drain(let drained):
+            if let status = newChild?.exitStatus { return newExitedWhileDraining(status) }
+            result = drained
+        }
+        switch result {
         case .quiet(let left):
             progress(.drain, left == 0 ? "old instance has no connections" : "old instance quiet (\(left) idle keep-alive connection\(left == 1 ? "" : "s") left to close)")
         case .timedOut(let connections):
@@ -258,6 +293,25 @@ actor SwapRun {
             progress(.drain, "cannot read connection state (sock_diag unavailable); waited one quiet period")
         }
         return .drained
+    }
+
+    private func newExitedWhileDraining(_ status: ExitStatus) -> SwapMachine.Event {
+        let pid = newChild?.pid ?? 0
+        progress(.drain, "the new instance (pid \(pid)) \(status) after the switch; switching back to the old instance (pid \(old.process.pid), port \(old.port)), which never stopped")
+        return .newExitedWhileDraining(
+            SwapError(.appExited, "the new binary (pid \(pid)) \(status) after the switch, while the old instance drained; the proxy was switched back to the old instance (pid \(old.process.pid), port \(old.port)); see the new binary's output in the service's log"))
+    }
+
+    private func switchProxyBack() async -> SwapMachine.Event {
+        let log: @Sendable (String) -> Void = { [self] message in self.progress(.revert, message) }
+        do {
+            try await context.driver.switchUpstream(to: old.port, log: log)
+        } catch {
+            return .switchBackFailed(
+                SwapError(.switchBackFailed, "the new binary exited after the switch, and the proxy could not be pointed back at the old instance (pid \(old.process.pid), port \(old.port)), which is alive and supervised: \(error.message) [\(error.code)]"))
+        }
+        progress(.revert, "the proxy serves the old instance (pid \(old.process.pid), port \(old.port)) again")
+        return .switchedBack
     }
 
     private func stopOld() async -> SwapMachine.Event {

@@ -1,0 +1,71 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+extension UnderLoad {
+    /// The new instance passes its health gate, the proxy is switched to it,
+    /// and it exits while the old one drains. The old instance never stopped:
+    /// the swap must switch back to it, fail, and commit nothing.
+    @Suite(.timeLimit(.minutes(10)))
+    struct DrainExitTests {
+        @Test(arguments: ProxyKindUnderTest.allCases)
+        func newInstanceExitingWhileTheOldDrainsSwitchesBack(_ kind: ProxyKindUnderTest) throws {
+            try #require(kind.isInstalled, "\(kind.rawValue) is not installed: run scripts/test.sh, which installs it")
+            try #require(LoadGenerator.isInstalled, "wrk is not installed: run scripts/test.sh, which installs it")
+            // A generous drain timeout, held open by traffic straight to the old
+            // instance, so the new one's exit (3 s after it listens; healthy and
+            // switched to well before) lands inside the drain.
+            let stack = try ProxyStack(kind, options: { $0.drainTimeout = "60s" })
+            let before = try #require(stack.daemon.waitUntilRunning(), "log:\n\(stack.daemon.log)")
+            let oldPID = try #require(before["pid"] as? Int)
+            let oldPort = try #require(before["port"] as? Int)
+            #expect(stack.serves("v1"))
+            let v1Bytes = stack.bytes(stack.live)
+            let crashing = stack.version("v2", flags: ["--crash-after-ms", "3000"])
+
+            let direct = try LoadGenerator(port: oldPort, connections: 4, closeConnections: false)
+            let load = try LoadGenerator(port: stack.proxy.listenPort)
+            let (result, json) = try stack.swap(crashing)
+            let report = load.finish()
+            let directReport = direct.finish()
+            print("LOAD \(kind.rawValue) new instance exits while the old drains, through the proxy (Connection: close): \(report); phases ms \(json?["phases_ms"] ?? "-")")
+            print("LOAD \(kind.rawValue) new instance exits while the old drains, straight to the old instance (keep-alive): \(directReport)")
+
+            let error = json?["error"] as? [String: Any]
+            #expect(result.exitCode == 1, "stdout: \(result.stdout)\nstderr: \(result.stderr)\nlog:\n\(stack.daemon.log.suffix(4000))")
+            #expect(error?["code"] as? String == "app_exited", "\(result.stdout)")
+            #expect(json?["failed_phase"] as? String == "drain", "\(result.stdout)")
+            #expect((error?["message"] as? String)?.contains("switched back to the old instance (pid \(oldPID), port \(oldPort))") == true, "\(result.stdout)")
+            #expect(result.stderr.contains("The previous version is still serving"), "\(result.stderr)")
+
+            // The old instance never stopped and serves again through the proxy.
+            #expect(directReport.requests > 0)
+            #expect(directReport.non2xx == 0 && directReport.socketErrors == 0, "the old instance was interrupted: \(directReport)")
+            #expect(stack.proxy.servedVersion() == "v1")
+            let after = try #require(stack.daemon.status())
+            #expect(after["pid"] as? Int == oldPID, "the old instance is the supervised one again")
+            #expect(after["port"] as? Int == oldPort)
+            #expect(after["version"] as? String == "v1", "\(after)")
+            #expect(processExists(pid_t(oldPID)))
+            // Nothing committed, nothing stray (no restart of the new binary either).
+            #expect(stack.bytes(stack.live) == v1Bytes, "live binary untouched")
+            #expect(!FileManager.default.fileExists(atPath: stack.live + ".bak"))
+            stack.expectNothingStray()
+            #expect(!isListening(port: stack.daemon.ports.first { $0 != oldPort }!), "nothing left on the side port")
+            let history = try stack.daemon.ctl(["history", "--json"])
+            #expect(history.stdout.contains("\"result\":\"failed\"") && history.stdout.contains("app_exited"), "\(history.stdout)")
+
+            // The daemon's picture is consistent: the next swap goes through.
+            let v3 = stack.version("v3")
+            let (next, nextJSON) = try stack.swap(v3)
+            #expect(next.exitCode == 0, "\(next.stderr)\nlog:\n\(stack.daemon.log.suffix(3000))")
+            #expect(nextJSON?["ok"] as? Bool == true)
+            #expect(stack.proxy.servedVersion() == "v3")
+            #expect(!processExists(pid_t(oldPID)), "v1 stopped by the swap to v3")
+            #expect(stack.bytes(stack.live + ".bak") == v1Bytes)
+            stack.expectNothingStray()
+        }
+    }
+}
