@@ -28,4 +28,4 @@ if [[ $status -ne 0 ]]; then
     exit 1
 fi
 tail -4 "$OUT/log"
-echo "fuzz.sh: config core survived ${SECONDS_TO_RUN}s of libFuzzer (and the $(ls Fuzz/corpus | wc -l) regression inputs in Fuzz/corpus)"
+echo "fuzz.sh: config core survived ${SECONDS_TO_RUN}s of libFuzzer (after the $(ls Fuzz/corpus | wc -l) input(s) in Fuzz/corpus that once crashed it)"
