@@ -17,6 +17,10 @@ public actor AppRuntime {
     private var processStartedWall: Double?
     private var binarySHA256: String?
     private var binaryVersion: String?
+    /// Between a swap's switch and its commit the serving instance runs
+    /// `<binary>.new` while `<binary>` is still the previous version: a
+    /// restart in that window must start the staged file.
+    private var uncommittedExecutable: String?
     /// What `<binary>.bak` holds: worked out once at start (hashing the file),
     /// then kept current by the swaps that move files.
     public private(set) var backup: BinaryIdentity?
@@ -124,14 +128,18 @@ public actor AppRuntime {
 
     public var phase: String { machine.phase }
 
-    /// A swap or flip moved `<binary>.bak`: this is what it holds now.
+    /// A swap committed or a flip moved the files: `<binary>` is what runs,
+    /// `<binary>.bak` holds `identity`.
     public func backupChanged(to identity: BinaryIdentity?) {
         backup = identity
+        uncommittedExecutable = nil
     }
 
     /// After a swap's switch: `child` on `port` is the supervised instance from
-    /// now on; the old one's exit is no longer a crash.
-    public func handOver(to child: ChildProcess, port: Int, sha256: String?, version: String?) {
+    /// now on; the old one's exit is no longer a crash. `executable`: the
+    /// not yet committed file it runs, restarted instead of `<binary>`.
+    public func handOver(to child: ChildProcess, port: Int, sha256: String?, version: String?, executable: String? = nil) {
+        uncommittedExecutable = executable
         binaryVersion = version
         prepared = nil
         metrics.setServing(version: version, sha256: sha256)
@@ -250,13 +258,14 @@ public actor AppRuntime {
 
     private func spawn(port: Int) {
         do {
-            let launching = try launch.prepare(executable: config.app.binary, port: port)
+            let executable = uncommittedExecutable ?? config.app.binary
+            let launching = try launch.prepare(executable: executable, port: port)
             let child = try ProcessSpawner.spawn(launching.request)
             prepared = launching
             process = child
             processStarted = .now
             processStartedWall = Clock.now()
-            logger.info("started app", metadata: ["pid": "\(child.pid)", "port": "\(port)", "binary": "\(config.app.binary)"])
+            logger.info("started app", metadata: ["pid": "\(child.pid)", "port": "\(port)", "binary": "\(executable)"])
             watchExit(of: child)
             handle(.spawned(pid: child.pid))
         } catch {

@@ -239,7 +239,7 @@ actor SwapRun {
         }
         // From here the new instance serves: it is the one supervised.
         if let newChild {
-            await context.runtime.handOver(to: newChild, port: newPort, sha256: staged?.sha256, version: newVersion)
+            await context.runtime.handOver(to: newChild, port: newPort, sha256: staged?.sha256, version: newVersion, executable: staged?.path)
             handedOver = true
         }
         if let error = await runHooks(.afterSwitch, phase: .switch) {

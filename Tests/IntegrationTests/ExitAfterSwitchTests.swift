@@ -6,10 +6,11 @@ import Testing
 
 extension UnderLoad {
     /// The new instance passes its health gate, the proxy is switched to it,
-    /// and it exits while the old one drains. The old instance never stopped:
-    /// the swap must switch back to it, fail, and commit nothing.
+    /// and then it exits.
     @Suite(.timeLimit(.minutes(10)))
-    struct DrainExitTests {
+    struct ExitAfterSwitchTests {
+        /// While the old one drains: the old instance never stopped, so the
+        /// swap must switch back to it, fail, and commit nothing.
         @Test(arguments: ProxyKindUnderTest.allCases)
         func newInstanceExitingWhileTheOldDrainsSwitchesBack(_ kind: ProxyKindUnderTest) throws {
             try #require(kind.isInstalled, "\(kind.rawValue) is not installed: run scripts/test.sh, which installs it")
@@ -65,6 +66,49 @@ extension UnderLoad {
             #expect(stack.proxy.servedVersion() == "v3")
             #expect(!processExists(pid_t(oldPID)), "v1 stopped by the swap to v3")
             #expect(stack.bytes(stack.live + ".bak") == v1Bytes)
+            stack.expectNothingStray()
+        }
+
+        /// While the old one is being stopped (it ignores SIGTERM for its
+        /// `stop_timeout`): nothing to go back to, so the supervisor restarts
+        /// the new instance, and that must be the new binary: `<binary>` is
+        /// still the previous version until the commit.
+        @Test func newInstanceExitingWhileTheOldStopsIsRestartedFromTheNewBinary() throws {
+            try #require(ProxyKindUnderTest.caddy.isInstalled, "caddy is not installed: run scripts/test.sh, which installs it")
+            try #require(LoadGenerator.isInstalled, "wrk is not installed: run scripts/test.sh, which installs it")
+            let stack = try ProxyStack(.caddy, v1Flags: ["--ignore-sigterm"], options: { $0.stopTimeout = "8s" })
+            let before = try #require(stack.daemon.waitUntilRunning(), "log:\n\(stack.daemon.log)")
+            let oldPID = try #require(before["pid"] as? Int)
+            #expect(stack.serves("v1"))
+            // v2 crashes 3 s after it listens, once (a marker file remembers;
+            // `--version`, the preflight's version probe, does not count); by
+            // then the old instance has been drained and signalled.
+            let marker = stack.work.file("v2-crashed-once")
+            let v2 = stack.work.write(
+                "v2-crashes-once",
+                """
+                #!/bin/sh
+                if [ "$1" = --version ] || [ -e \(marker) ]; then exec \(Binaries.demoApp) --version-tag v2 "$@"; fi
+                touch \(marker)
+                exec \(Binaries.demoApp) --version-tag v2 --crash-after-ms 3000 "$@"
+
+                """, mode: 0o755)
+
+            let load = try LoadGenerator(port: stack.proxy.listenPort)
+            let (result, json) = try stack.swap(v2)
+            let report = load.finish()
+            print("LOAD caddy new instance exits while the old is being stopped (Connection: close): \(report); phases ms \(json?["phases_ms"] ?? "-")")
+
+            #expect(result.exitCode == 0, "\(result.stderr)\nlog:\n\(stack.daemon.log.suffix(4000))")
+            #expect(FileManager.default.fileExists(atPath: marker), "v2 ran its crashing first start")
+            let firstNewPID = try #require(json?["pid"] as? Int)
+            #expect(!processExists(pid_t(firstNewPID)), "the first v2 instance crashed")
+            #expect(!processExists(pid_t(oldPID)), "v1 was stopped (SIGKILL after stop_timeout)")
+            #expect(eventually(timeout: 20) { (stack.daemon.status()?["pid"] as? Int).map { $0 != firstNewPID } ?? false }, "a restarted instance")
+            #expect(stack.serves("v2"), "the restarted instance runs the new binary, not the previous one")
+            #expect(stack.proxy.servedVersion() == "v2")
+            #expect(stack.daemon.log.contains("started app binary=\(stack.live).new"), "restarted from the staged file:\n\(stack.daemon.log.suffix(3000))")
+            #expect(stack.bytes(stack.live) == stack.bytes(v2), "v2 committed")
             stack.expectNothingStray()
         }
     }
