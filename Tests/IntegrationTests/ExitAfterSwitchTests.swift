@@ -111,5 +111,39 @@ extension UnderLoad {
             #expect(stack.bytes(stack.live) == stack.bytes(v2), "v2 committed")
             stack.expectNothingStray()
         }
+
+        /// The supervisor dies right after journalling the switch back (before
+        /// the proxy moved): a new supervisor must finish it from the journal.
+        @Test func supervisorKilledWhileSwitchingBackRecoversToTheOldInstance() throws {
+            try #require(ProxyKindUnderTest.nginx.isInstalled, "nginx is not installed: run scripts/test.sh, which installs it")
+            try #require(LoadGenerator.isInstalled, "wrk is not installed: run scripts/test.sh, which installs it")
+            let stack = try ProxyStack(
+                .nginx, daemonEnvironment: ["SUPERVISOR_FAULT_EXIT_AT": "revert"], options: { $0.drainTimeout = "60s" })
+            let before = try #require(stack.daemon.waitUntilRunning(), "log:\n\(stack.daemon.log)")
+            let oldPID = try #require(before["pid"] as? Int)
+            let oldPort = try #require(before["port"] as? Int)
+            let v1Bytes = stack.bytes(stack.live)
+            let crashing = stack.version("v2", flags: ["--crash-after-ms", "3000"])
+
+            let direct = try LoadGenerator(port: oldPort, connections: 4, closeConnections: false)
+            let (result, _) = try stack.swap(crashing)
+            #expect(result.exitCode != 0, "the daemon died mid-revert: \(result.stderr)")
+            #expect(stack.daemon.process?.waitForExit(timeout: 10) == true)
+            #expect(stack.daemon.process?.exitCode == 99, "\(stack.daemon.log.suffix(3000))")
+            #expect(stack.proxy.servedVersion() != "v1", "the proxy still points at the dead new instance")
+
+            try stack.daemon.start(environment: stack.proxy.environment)
+            let after = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+            let directReport = direct.finish()
+            print("LOAD nginx supervisor killed while switching back, straight to the old instance (keep-alive): \(directReport)")
+            #expect(after["pid"] as? Int == oldPID, "the old instance re-adopted, not restarted")
+            #expect(after["version"] as? String == "v1")
+            #expect(stack.proxy.servedVersion() == "v1")
+            #expect(directReport.non2xx == 0 && directReport.socketErrors == 0, "the old instance was interrupted: \(directReport)")
+            #expect(eventually(timeout: 10) { !FileManager.default.fileExists(atPath: stack.live + ".new") }, "no stray .new")
+            #expect(stack.bytes(stack.live) == v1Bytes)
+            #expect(!FileManager.default.fileExists(atPath: stack.live + ".bak"))
+            #expect(eventually(timeout: 10) { ((try? stack.daemon.ctl(["history", "--json"]))?.stdout ?? "").contains("\"result\":\"interrupted\"") })
+        }
     }
 }
