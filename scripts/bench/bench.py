@@ -523,6 +523,27 @@ def by_hand(bench, proxy, method, upgrade):
     return row
 
 
+def reload_alone(bench, proxy):
+    """One reload of the proxy with the upstream it already has: nothing is
+    upgraded, so whatever fails here is the reload's own cost, which every
+    method that repoints a proxy pays once."""
+    port = free_ports(1)[0]
+    app = bench.start_app("v1", port, 0)
+    wait_for(lambda: http_get(port)[0] == 200, 20)
+    proxy.set_upstream(port)
+
+    def act():
+        proxy.set_upstream(port)
+
+    row = measure(bench, "proxy reload alone (same upstream, nothing upgraded)", proxy.name, proxy.listen_port, act,
+                  lambda: True, "v1", ours=False)
+    row["to_new_ms"] = row["old_gone_ms"] = None
+    row["marks"] = {"new": None, "gone": None}
+    app.send_signal(signal.SIGTERM)
+    app.wait(timeout=30)
+    return row
+
+
 def naive_restart(bench, proxy):
     """systemctl restart: stop the old process, start the new one on the same port."""
     def upgrade(old, port):
@@ -718,6 +739,26 @@ def soak(bench, proxy, count):
             "probe_failed": sum(1 for s in samples if not s[2])}
 
 
+def reloads_alone(bench, proxy, count, spacing_s):
+    """The soak's control: the same load, `count` reloads of the proxy with an
+    unchanged upstream, `spacing_s` apart (the soak's pace), no swap."""
+    log(f"control: {count} reloads of {proxy.name} alone under load, {spacing_s:.2f} s apart")
+    port = free_ports(1)[0]
+    app = bench.start_app("v1", port, 0)
+    wait_for(lambda: http_get(port)[0] == 200, 20)
+    proxy.set_upstream(port)
+    settle(proxy.listen_port, "v1")
+    load = Load(bench.procs, bench.work, proxy.listen_port)
+    for _ in range(count):
+        started = time.monotonic()
+        proxy.set_upstream(port)
+        time.sleep(max(0.0, spacing_s - (time.monotonic() - started)))
+    reports, _ = load.stop()
+    app.send_signal(signal.SIGTERM)
+    app.wait(timeout=30)
+    return {"count": count, "spacing_s": spacing_s, "load": reports}
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -796,13 +837,15 @@ def machine():
     }
 
 
-def write_report(path, rows, idle, ready, soak_result, info, command):
+def write_report(path, rows, idle, ready, soak_result, reload_control, info, command):
     lines = ["# Benchmarks", ""]
     lines += [
         "Written by `scripts/bench.sh` from one run; do not edit by hand. Every row is the same upgrade (v1 → v2 of",
         f"`demo-app`, whose new version takes {APP_START_DELAY_MS} ms to start listening, like a real service), done one way, under",
         "two `wrk` streams through the proxy at once: 8 connections with `Connection: close` and 8 keep-alive",
-        "connections, plus a prober timing requests one by one for the plots and percentiles.",
+        "connections, plus a prober timing requests one by one for the plots and percentiles. The exception, first",
+        "for each proxy: one reload of the proxy with the upstream it already has, under the same load, to show what",
+        "a reload costs by itself.",
         "",
         "Ratios are the headline (measured in the same run); absolute times are **this machine's**:",
         f"{info['cpu']}, {info['cores']} cores, {info['memory']}, {info['os']}, Linux {info['kernel']}; Caddy {info['caddy']},",
@@ -824,7 +867,7 @@ def write_report(path, rows, idle, ready, soak_result, info, command):
         "",
         "Failed = non-2xx answers plus socket errors (connect, read, write, timeout) counted by wrk. \"During\" is from",
         "the command until the new version serves and the old process is gone (+0.5 s); \"steady\" the 2 s before it.",
-        "A proxy's reload costs a few socket errors whoever reloads (compare the hand-run rows): Caddy 2.6 resets",
+        "A proxy's reload costs a few socket errors whoever reloads (the reload-alone rows change nothing else): Caddy 2.6 resets",
         "connections queued on its listener, nginx's old workers close idle keep-alive client connections (a client",
         "that sent a request at that instant sees a read error). Socket-handoff mode, alone or behind a proxy whose",
         "upstream never changes, reloads nothing. Caddy's `lb_try_duration` retries refused connections, so the naive",
@@ -875,6 +918,10 @@ def write_report(path, rows, idle, ready, soak_result, info, command):
         f"{soak_result['elapsed_s']:.0f} s in all). Requests: `Connection: close` {failed_cell(soak_result['load']['close'])}, "
         f"keep-alive {failed_cell(soak_result['load']['keepalive'])}.",
         "",
+        f"The control: the same load through nginx over {reload_control['count']} reloads alone (unchanged upstream, no swap,",
+        f"one every {reload_control['spacing_s']:.2f} s, the soak's pace): `Connection: close` {failed_cell(reload_control['load']['close'])}, "
+        f"keep-alive {failed_cell(reload_control['load']['keepalive'])}.",
+        "",
         "## Latency and errors around the switch",
         "",
         "Each dot is one request of the prober (log scale); red crosses are failed requests; the black line is the",
@@ -914,6 +961,7 @@ def main():
         nginx = Nginx(procs, work, parking)
         rows = []
         for proxy in (caddy, nginx):
+            rows.append(reload_alone(bench, proxy))
             rows.append(naive_restart(bench, proxy))
             rows.append(hand_run(bench, proxy))
             rows.append(ours_swap(bench, proxy))
@@ -923,13 +971,14 @@ def main():
         rows.append(ours_handoff(bench))
         idle, ready = daemon_cost(bench, nginx, args.idle)
         soak_result = soak(bench, nginx, args.soak)
+        reload_control = reloads_alone(bench, nginx, args.soak, soak_result["elapsed_s"] / max(1, args.soak))
         for index, row in enumerate(rows):
             name = f"{index + 1:02d}-" + "".join(c if c.isalnum() else "-" for c in f"{row['method']}-{row['proxy']}".lower()).strip("-")
             while "--" in name:
                 name = name.replace("--", "-")
             plot(row, os.path.join(plots, name + ".png"))
             row["plot"] = f"docs/benchmarks/{name}.png"
-        write_report(args.output, rows, idle, ready, soak_result, machine(), args.command)
+        write_report(args.output, rows, idle, ready, soak_result, reload_control, machine(), args.command)
         log(f"wrote {args.output} and {len(rows)} plots in {plots}")
     finally:
         procs.stop_all()
