@@ -166,13 +166,14 @@ class Caddy:
         return (f'[proxy]\nkind = "caddy"\nupstream_file = "{self.upstream_file}"\nconfig = "{self.caddyfile}"\n'
                 f'admin = "http://127.0.0.1:{self.admin_port}"\n')
 
-    def set_upstream(self, port):
-        """The hand-run way: rewrite the upstream, reload."""
+    def set_upstream(self, port, force=False):
+        """The hand-run way: rewrite the upstream, reload. Caddy skips a load
+        whose config is unchanged; `force` makes it reload anyway."""
         with open(self.upstream_file, "w") as f:
             f.write(f"to 127.0.0.1:{port}\n")
         subprocess.run(["caddy", "reload", "--config", self.caddyfile, "--adapter", "caddyfile",
-                        "--address", f"127.0.0.1:{self.admin_port}"], env={**os.environ, **self.env},
-                       check=True, capture_output=True)
+                        "--address", f"127.0.0.1:{self.admin_port}"] + (["--force"] if force else []),
+                       env={**os.environ, **self.env}, check=True, capture_output=True)
 
 
 class Nginx:
@@ -232,7 +233,8 @@ http {{
                 f'pid_file = "{self.pid_file}"\nvalidate = {argv(self.prefix + ["-t", "-q"])}\n'
                 f'reload = {argv(self.prefix + ["-s", "reload"])}\n')
 
-    def set_upstream(self, port):
+    def set_upstream(self, port, force=False):
+        """nginx reloads on every SIGHUP, changed or not: `force` changes nothing."""
         with open(self.upstream_file, "w") as f:
             f.write(f"server 127.0.0.1:{port};\n")
         subprocess.run(self.prefix + ["-s", "reload"], check=True, capture_output=True)
@@ -533,7 +535,7 @@ def reload_alone(bench, proxy):
     proxy.set_upstream(port)
 
     def act():
-        proxy.set_upstream(port)
+        proxy.set_upstream(port, force=True)
 
     row = measure(bench, "proxy reload alone (same upstream, nothing upgraded)", proxy.name, proxy.listen_port, act,
                   lambda: True, "v1", ours=False)
@@ -751,7 +753,7 @@ def reloads_alone(bench, proxy, count, spacing_s):
     load = Load(bench.procs, bench.work, proxy.listen_port)
     for _ in range(count):
         started = time.monotonic()
-        proxy.set_upstream(port)
+        proxy.set_upstream(port, force=True)
         time.sleep(max(0.0, spacing_s - (time.monotonic() - started)))
     reports, _ = load.stop()
     app.send_signal(signal.SIGTERM)
