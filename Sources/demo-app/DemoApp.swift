@@ -58,6 +58,28 @@ struct DemoApp {
             }
         }
 
+        // Stop signals are handled from before the app listens (a supervisor
+        // may stop it as soon as it answers); the drain is armed once it exists.
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let signalQueue = DispatchQueue(label: "demo-app.signals")
+        let ignoreSIGTERM = options.ignoreSIGTERM
+        let trigger = DrainTrigger()
+        var sources: [DispatchSourceSignal] = []
+        for signalNumber in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: signalQueue)
+            source.setEventHandler {
+                if signalNumber == SIGTERM && ignoreSIGTERM {
+                    log("demo-app \(versionTag): ignoring SIGTERM (--ignore-sigterm)")
+                    return
+                }
+                log("demo-app \(versionTag): draining (signal \(signalNumber))")
+                trigger.fire()
+            }
+            source.resume()
+            sources.append(source)
+        }
+
         // Stops accepting; connections already accepted go on.
         let stopAccepting: @Sendable (@escaping @Sendable () -> Void) -> Void
         if let fd = inheritedListenFD(environment) {
@@ -92,31 +114,16 @@ struct DemoApp {
             }
         }
 
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let signalQueue = DispatchQueue(label: "demo-app.signals")
         let drainDelay = options.drainDelayMilliseconds
-        let ignoreSIGTERM = options.ignoreSIGTERM
-        var sources: [DispatchSourceSignal] = []
-        for signalNumber in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: signalQueue)
-            source.setEventHandler {
-                if signalNumber == SIGTERM && ignoreSIGTERM {
-                    log("demo-app \(versionTag): ignoring SIGTERM (--ignore-sigterm)")
-                    return
-                }
-                log("demo-app \(versionTag): draining (signal \(signalNumber))")
-                signalQueue.asyncAfter(deadline: .now() + .milliseconds(drainDelay)) {
-                    // Stop accepting, then let every connection finish with "Connection: close".
-                    stopAccepting {
-                        drainer.drain(idleGrace: .seconds(2), eventLoop: group.next()) {
-                            fullyShutdown.succeed(())
-                        }
+        trigger.arm {
+            signalQueue.asyncAfter(deadline: .now() + .milliseconds(drainDelay)) {
+                // Stop accepting, then let every connection finish with "Connection: close".
+                stopAccepting {
+                    drainer.drain(idleGrace: .seconds(2), eventLoop: group.next()) {
+                        fullyShutdown.succeed(())
                     }
                 }
             }
-            source.resume()
-            sources.append(source)
         }
 
         do {
