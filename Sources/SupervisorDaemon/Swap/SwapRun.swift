@@ -256,35 +256,19 @@ actor SwapRun {
         }
         let drainer = ConnectionDrainer(timeout: context.config.drain.timeout)
         let port = old.port
+        let newChild = self.newChild
         // The old instance still listens until it is signalled: should the new
         // one exit meanwhile, the swap switches back to it instead of stopping it.
-        enum Ending: Sendable {
-            case drain(ConnectionDrainer.Result)
-            case newExited(ExitStatus)
-        }
-        let newChild = self.newChild
-        let ending: Ending = await withTaskGroup(of: Ending?.self) { group in
-            group.addTask { .drain(await drainer.drain(port: port)) }
-            group.addTask { await newChild?.waitForExit().map(Ending.newExited) }
-            var first: Ending?
-            for await result in group {
-                if let result {
-                    first = result
-                    break
-                }
-            }
+        // Whichever ends first ends the drain (nil: the new instance exited).
+        let drained: ConnectionDrainer.Result? = await withTaskGroup(of: ConnectionDrainer.Result?.self) { group in
+            group.addTask { await drainer.drain(port: port) }
+            if let newChild { group.addTask { _ = await newChild.waitForExit(); return nil } }
+            let first = await group.next() ?? nil
             group.cancelAll()
-            return first ?? .drain(.unobservable)
+            return first
         }
-        let result: ConnectionDrainer.Result
-        switch ending {
-        case .newExited(let status):
-            return newExitedWhileDraining(status)
-        case .drain(let drained):
-            if let status = newChild?.exitStatus { return newExitedWhileDraining(status) }
-            result = drained
-        }
-        switch result {
+        if let status = newChild?.exitStatus { return newExitedWhileDraining(status) }
+        switch drained ?? .unobservable {
         case .quiet(let left):
             progress(.drain, left == 0 ? "old instance has no connections" : "old instance quiet (\(left) idle keep-alive connection\(left == 1 ? "" : "s") left to close)")
         case .timedOut(let connections):
