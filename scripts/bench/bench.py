@@ -507,21 +507,31 @@ def fmt_ms(value):
 # ---------------------------------------------------------------- the methods
 
 
+def serve_v1_directly(bench, proxy):
+    """v1 started by the bench (no supervisord) on a port of its own, the proxy pointed at it."""
+    port = free_ports(1)[0]
+    app = bench.start_app("v1", port, 0)
+    wait_for(lambda: http_get(port)[0] == 200, 20)
+    proxy.set_upstream(port)
+    return app, port
+
+
+def stop_app(app):
+    app.send_signal(signal.SIGTERM)
+    app.wait(timeout=30)
+
+
 def by_hand(bench, proxy, method, upgrade):
     """An upgrade without supervisord: v1 started by the bench and routed
     to, then `upgrade(old, port)` returns the new process."""
-    port = free_ports(1)[0]
-    old = bench.start_app("v1", port, 0)
-    wait_for(lambda: http_get(port)[0] == 200, 20)
-    proxy.set_upstream(port)
+    old, port = serve_v1_directly(bench, proxy)
     started = {}
 
     def act():
         started["new"] = upgrade(old, port)
 
     row = measure(bench, method, proxy.name, proxy.listen_port, act, lambda: old.poll() is not None, "v2", ours=False)
-    started["new"].send_signal(signal.SIGTERM)
-    started["new"].wait(timeout=30)
+    stop_app(started["new"])
     return row
 
 
@@ -529,10 +539,7 @@ def reload_alone(bench, proxy):
     """One reload of the proxy with the upstream it already has: nothing is
     upgraded, so whatever fails here is the reload's own cost, which every
     method that repoints a proxy pays once."""
-    port = free_ports(1)[0]
-    app = bench.start_app("v1", port, 0)
-    wait_for(lambda: http_get(port)[0] == 200, 20)
-    proxy.set_upstream(port)
+    app, port = serve_v1_directly(bench, proxy)
 
     def act():
         proxy.set_upstream(port, force=True)
@@ -541,8 +548,7 @@ def reload_alone(bench, proxy):
                   lambda: True, "v1", ours=False)
     row["to_new_ms"] = row["old_gone_ms"] = None
     row["marks"] = {"new": None, "gone": None}
-    app.send_signal(signal.SIGTERM)
-    app.wait(timeout=30)
+    stop_app(app)
     return row
 
 
@@ -682,8 +688,7 @@ def daemon_cost(bench, proxy, idle_seconds):
         app = bench.start_app("v1", port, 0)
         wait_for(lambda: http_get(port, "/health")[0] == 200, 20, 0.002)
         port_times.append((time.monotonic() - start) * 1000)
-        app.send_signal(signal.SIGTERM)
-        app.wait(timeout=30)
+        stop_app(app)
     ready["app_ms"] = statistics.median(port_times)
     return idle, ready
 
@@ -745,10 +750,7 @@ def reloads_alone(bench, proxy, count, spacing_s):
     """The soak's control: the same load, `count` reloads of the proxy with an
     unchanged upstream, `spacing_s` apart (the soak's pace), no swap."""
     log(f"control: {count} reloads of {proxy.name} alone under load, {spacing_s:.2f} s apart")
-    port = free_ports(1)[0]
-    app = bench.start_app("v1", port, 0)
-    wait_for(lambda: http_get(port)[0] == 200, 20)
-    proxy.set_upstream(port)
+    app, port = serve_v1_directly(bench, proxy)
     settle(proxy.listen_port, "v1")
     load = Load(bench.procs, bench.work, proxy.listen_port)
     for _ in range(count):
@@ -756,8 +758,7 @@ def reloads_alone(bench, proxy, count, spacing_s):
         proxy.set_upstream(port, force=True)
         time.sleep(max(0.0, spacing_s - (time.monotonic() - started)))
     reports, _ = load.stop()
-    app.send_signal(signal.SIGTERM)
-    app.wait(timeout=30)
+    stop_app(app)
     return {"count": count, "spacing_s": spacing_s, "load": reports}
 
 
