@@ -24,6 +24,13 @@ public struct AppConfig: Sendable, Equatable {
     public var listen: [String]
 
     /// `args` with `{port}` replaced.
+    /// The port a swap starts the new instance on: the one of `ports` the
+    /// serving instance is not on (they alternate). Socket-handoff mode has
+    /// no ports (instances share the supervisor's sockets): 0.
+    public func sidePort(after serving: Int) -> Int {
+        ports.first { $0 != serving } ?? ports.first ?? 0
+    }
+
     public func arguments(port: Int) -> [String] {
         args.map { Placeholders.substitute($0, ["port": String(port)]) }
     }

@@ -45,6 +45,14 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
         self.totalMS = totalMS
     }
 
+    /// The history line of an operation's result; `suffix` tells apart
+    /// entries that share a swap's id (a flip inside its warm hold).
+    public init(result: SwapResult, suffix: String = "", callerUID: UInt32?, time: String) {
+        self.init(
+            id: result.id + suffix, time: time, action: result.action, callerUID: callerUID, from: result.from, to: result.to,
+            result: result.ok ? .ok : .failed, error: result.error, phasesMS: result.phasesMS, totalMS: result.totalMS)
+    }
+
     enum CodingKeys: String, CodingKey {
         case id, time, action
         case callerUID = "caller_uid"

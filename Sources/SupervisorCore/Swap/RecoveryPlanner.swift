@@ -7,6 +7,7 @@
 /// | none (steady state) | the app | adopt it if alive, else start it on its port |
 /// | stage, preflight, start, health, switch, revert | the old instance | undo: adopt the old one (or start it), point the proxy at it, stop the new one, remove `.new` |
 /// | drain, stop, commit, watch | the new instance | complete: commit `.new` if still there, adopt the new one (or start it), point the proxy at it, stop the old one |
+/// | flip (warm-hold rollback) | the old instance | finish the flip: adopt the old one (or start it), point the proxy at it, stop the new one, and trade `<binary>` and `<binary>.bak` back if the flip had not yet |
 ///
 /// Either way the interrupted operation is recorded in history as `interrupted`.
 public enum RecoveryPlanner {
@@ -19,12 +20,15 @@ public enum RecoveryPlanner {
         public var oldAlive: Bool
         /// `<binary>.new` exists.
         public var stagedExists: Bool
+        /// `<binary>` still holds the swap's new binary (its sha256 is the staged one's).
+        public var liveIsNew: Bool
 
-        public init(servingAlive: Bool, newAlive: Bool = false, oldAlive: Bool = false, stagedExists: Bool = false) {
+        public init(servingAlive: Bool, newAlive: Bool = false, oldAlive: Bool = false, stagedExists: Bool = false, liveIsNew: Bool = false) {
             self.servingAlive = servingAlive
             self.newAlive = newAlive
             self.oldAlive = oldAlive
             self.stagedExists = stagedExists
+            self.liveIsNew = liveIsNew
         }
     }
 
@@ -53,6 +57,8 @@ public enum RecoveryPlanner {
         public var commitStaged: Bool = false
         /// Remove a stray `.new`.
         public var removeStaged: Bool = false
+        /// Trade `<binary>` and `<binary>.bak` (a flip interrupted before its exchange).
+        public var exchangeBinaries: Bool = false
         /// Drain and stop these once the proxy points at the serving instance.
         public var stop: [StopTarget] = []
         /// The interrupted swap, for history.
@@ -60,6 +66,7 @@ public enum RecoveryPlanner {
 
         public static func == (lhs: Plan, rhs: Plan) -> Bool {
             lhs.instance == rhs.instance && lhs.commitStaged == rhs.commitStaged && lhs.removeStaged == rhs.removeStaged
+                && lhs.exchangeBinaries == rhs.exchangeBinaries
                 && lhs.stop == rhs.stop && lhs.interrupted?.id == rhs.interrupted?.id
                 && lhs.interrupted?.phase == rhs.interrupted?.phase && lhs.interrupted?.outcome == rhs.interrupted?.outcome
         }
@@ -76,6 +83,11 @@ public enum RecoveryPlanner {
         switch swap.phase {
         case .stage, .preflight, .start, .health, .switch, .revert:
             var plan = Plan(instance: keepServing, removeStaged: facts.stagedExists)
+            if facts.newAlive, let pid = swap.newPID, pid != serving.pid { plan.stop = [StopTarget(pid: pid, port: swap.newPort)] }
+            plan.interrupted = (swap.id, swap.action, swap.phase, .undone)
+            return plan
+        case .flip:
+            var plan = Plan(instance: keepServing, removeStaged: facts.stagedExists, exchangeBinaries: facts.liveIsNew)
             if facts.newAlive, let pid = swap.newPID, pid != serving.pid { plan.stop = [StopTarget(pid: pid, port: swap.newPort)] }
             plan.interrupted = (swap.id, swap.action, swap.phase, .undone)
             return plan

@@ -38,7 +38,12 @@ public struct SwapError: Error, Sendable, Equatable, Codable, CustomStringConver
         public static let commitFailed = Code(rawValue: "commit_failed")
         // Whole-swap
         public static let notRunning = Code(rawValue: "not_running")
-        public static let busy = Code(rawValue: "busy")
+        /// The state journal could not be written before a step acted: the swap was undone.
+        public static let journalFailed = Code(rawValue: "journal_failed")
+        /// supervisord is stopping (SIGTERM): a request that came after is refused.
+        public static let shuttingDown = Code(rawValue: "shutting_down")
+        /// supervisord stopped during the swap; recovery finished or undid it (history only).
+        public static let interrupted = Code(rawValue: "interrupted")
     }
 
     public let code: Code

@@ -32,6 +32,12 @@ public struct SwapMachine: Sendable, Equatable {
         case committed
         /// The action in progress failed.
         case failed(SwapError)
+        /// Writing the state journal failed. Before the switch the swap is
+        /// undone (nothing it did can be recovered without the journal);
+        /// after it, the swap goes on: a restart recovers the phases from
+        /// drain to watch alike (forward), so the last phase written still
+        /// leads recovery to the right version.
+        case journalFailed(SwapError)
         /// Clean-up after a failure finished.
         case newStopped
         case stagedRemoved
@@ -70,6 +76,8 @@ public struct SwapMachine: Sendable, Equatable {
     public private(set) var phase: SwapPhase?
     public private(set) var failure: (error: SwapError, phase: SwapPhase)?
     private var newStarted = false
+    /// What follows the journal write in progress (done anyway if it fails past the switch).
+    private var afterJournal: [Action] = []
     /// With `[health] watch`: the old instance is not drained and stopped
     /// after the switch; it stays warm for the watch window.
     public let warmHold: Bool
@@ -80,7 +88,7 @@ public struct SwapMachine: Sendable, Equatable {
 
     public static func == (lhs: SwapMachine, rhs: SwapMachine) -> Bool {
         lhs.phase == rhs.phase && lhs.failure?.error == rhs.failure?.error && lhs.failure?.phase == rhs.failure?.phase
-            && lhs.newStarted == rhs.newStarted && lhs.warmHold == rhs.warmHold
+            && lhs.newStarted == rhs.newStarted && lhs.warmHold == rhs.warmHold && lhs.afterJournal == rhs.afterJournal
     }
 
     public mutating func handle(_ event: Event) -> [Action] {
@@ -105,7 +113,7 @@ public struct SwapMachine: Sendable, Equatable {
         case (.drain?, .newExitedWhileDraining(let error)):
             failure = (error, .drain)
             phase = .revert
-            return [.handBackToOld, .journal(.revert), .switchProxyBack]
+            return [.handBackToOld] + journaled(.revert, then: [.switchProxyBack])
         case (.revert?, .switchedBack):
             return [.stopNew]
         case (.revert?, .switchBackFailed(let error)):
@@ -116,20 +124,30 @@ public struct SwapMachine: Sendable, Equatable {
         case (.commit?, .committed):
             if warmHold {
                 phase = .watch
-                return [.journal(.watch), .startWarmHold, .finish(.succeeded)]
+                return journaled(.watch, then: [.startWarmHold, .finish(.succeeded)])
             }
             phase = .done
-            return [.journal(.done), .finish(.succeeded)]
+            return journaled(.done, then: [.finish(.succeeded)])
 
         case (let current?, .failed(let error)):
             return fail(error, in: current)
+
+        case (let current?, .journalFailed(let error)):
+            switch current {
+            case .stage, .preflight, .start, .health, .switch:
+                return fail(error, in: current)
+            case .drain, .stop, .commit, .watch, .revert, .done, .flip:
+                let next = afterJournal
+                afterJournal = []
+                return next
+            }
 
         case (.revert?, .newStopped):
             return [.removeStaged]
         case (.revert?, .stagedRemoved):
             guard let failure else { return [] }
             phase = .done
-            return [.journal(.done), .finish(.failed(failure.error, phase: failure.phase))]
+            return journaled(.done, then: [.finish(.failed(failure.error, phase: failure.phase))])
 
         default:
             return []
@@ -138,7 +156,13 @@ public struct SwapMachine: Sendable, Equatable {
 
     private mutating func enter(_ next: SwapPhase, _ action: Action) -> [Action] {
         phase = next
-        return [.journal(next), action]
+        return journaled(next, then: [action])
+    }
+
+    /// Journal `phase` before `actions` act.
+    private mutating func journaled(_ phase: SwapPhase, then actions: [Action]) -> [Action] {
+        afterJournal = actions
+        return [.journal(phase)] + actions
     }
 
     private mutating func fail(_ error: SwapError, in current: SwapPhase) -> [Action] {
@@ -148,9 +172,9 @@ public struct SwapMachine: Sendable, Equatable {
             failure = (error, current)
             phase = .revert
             if newStarted || current == .start {
-                return [.journal(.revert), .stopNew]
+                return journaled(.revert, then: [.stopNew])
             }
-            return [.journal(.revert), .removeStaged]
+            return journaled(.revert, then: [.removeStaged])
         case .drain:
             // Draining is best effort: a drain that times out still stops the old one.
             return enter(.stop, .stopOld)
@@ -161,8 +185,8 @@ public struct SwapMachine: Sendable, Equatable {
             // The new instance serves but files are not where they should be: say so loudly.
             failure = (error, current)
             phase = .done
-            return [.journal(.done), .finish(.failed(error, phase: current))]
-        case .revert, .done, .watch:
+            return journaled(.done, then: [.finish(.failed(error, phase: current))])
+        case .revert, .done, .watch, .flip:
             return []
         }
     }

@@ -12,6 +12,9 @@ public enum SwapPhase: String, Sendable, Codable, CaseIterable {
     case watch
     /// Undoing a failed swap: proxy back, new instance stopped, `.new` removed.
     case revert
+    /// Inside the warm hold: the proxy goes back to the warm old instance,
+    /// `<binary>` and `<binary>.bak` trade places, the new instance stops.
+    case flip
     case done
 }
 

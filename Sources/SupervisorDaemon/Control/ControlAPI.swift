@@ -3,14 +3,12 @@ import SupervisorCore
 
 /// Routes control requests: status, swap, rollback, history.
 public struct ControlAPI: ControlHandling {
-    let runtime: AppRuntime
-    let swaps: SwapCoordinator
+    let supervisor: Supervisor
     let journal: StateJournal
     let proxySummary: String
 
-    public init(runtime: AppRuntime, swaps: SwapCoordinator, journal: StateJournal, proxySummary: String) {
-        self.runtime = runtime
-        self.swaps = swaps
+    public init(supervisor: Supervisor, journal: StateJournal, proxySummary: String) {
+        self.supervisor = supervisor
         self.journal = journal
         self.proxySummary = proxySummary
     }
@@ -19,25 +17,21 @@ public struct ControlAPI: ControlHandling {
         let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
         switch (request.method, path) {
         case ("GET", "/status"):
-            var report = await runtime.status(proxy: proxySummary)
-            if let current = await swaps.current {
-                report.phase = "\(current.action.rawValue):\(current.phase.rawValue)"
-            }
+            var report = await supervisor.status(proxy: proxySummary)
             report.lastSwap = journal.lastEntry().map(StatusReport.LastSwap.init)
-            report.backup = await runtime.backup
             return .json(report)
         case ("POST", "/swap"):
             struct SwapBody: Decodable { let binary: String }
             guard let body = try? JSONDecoder().decode(SwapBody.self, from: Data(request.body)) else {
                 return .error(ControlError(.badRequest, "POST /swap needs a JSON body {\"binary\": \"/absolute/path\"}"))
             }
-            return stream(await swaps.start(action: .swap, source: body.binary, callerUID: request.peer?.uid))
+            return stream(await supervisor.request(.swap, source: body.binary, callerUID: request.peer?.uid))
         case ("POST", "/rollback"):
-            return stream(await swaps.start(action: .rollback, source: nil, callerUID: request.peer?.uid))
+            return stream(await supervisor.request(.rollback, source: nil, callerUID: request.peer?.uid))
         case ("GET", "/history"):
             return .json(journal.history())
         case ("GET", "/metrics"):
-            return ControlResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: .full(Array(runtime.metrics.text().utf8)))
+            return ControlResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: .full(Array(supervisor.metrics.text().utf8)))
         case (_, "/status"), (_, "/history"), (_, "/metrics"):
             return .error(ControlError(.methodNotAllowed, "\(request.method) \(path): use GET"))
         case (_, "/swap"), (_, "/rollback"):

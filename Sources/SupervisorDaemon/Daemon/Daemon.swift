@@ -27,8 +27,7 @@ public struct Daemon: Sendable {
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
         let previous = journal.read()
-        let store = JournalStore(journal: journal, initial: previous, logger: logger)
-        let recovery = Recovery(config: config, journal: journal, store: store, previous: previous, logger: logger)
+        let recovery = Recovery(config: config, journal: journal, previous: previous, logger: logger)
         recovery.prepare()
         // Sockets from systemd: the control socket (socket activation) and the
         // app's listening sockets (its socket unit, or our own FD store).
@@ -42,7 +41,9 @@ public struct Daemon: Sendable {
                 for (index, fd) in launch.listenDescriptors.enumerated() { notifier.store(fd: fd, name: "app-\(index)") }
             }
         }
-        let runtime = AppRuntime(config: config, logger: logger, notifier: notifier, store: store, launch: launch) { port in
+        let supervisor = Supervisor(
+            config: config, logger: logger, notifier: notifier, journal: journal, initialState: previous, launch: launch, driver: driver
+        ) { port in
             // First start: make sure the proxy points at the instance we run,
             // then clean up whatever a previous supervisor left half done.
             do throws(SwapError) {
@@ -52,8 +53,7 @@ public struct Daemon: Sendable {
             }
             await recovery.finish()
         }
-        let swaps = SwapCoordinator(config: config, runtime: runtime, driver: driver, store: store, logger: logger, notifier: notifier)
-        let api = ControlAPI(runtime: runtime, swaps: swaps, journal: journal, proxySummary: driver.summary)
+        let api = ControlAPI(supervisor: supervisor, journal: journal, proxySummary: driver.summary)
         let server: ControlServer
         if let controlFD {
             server = try await ControlServer.adopt(fd: controlFD, path: config.control.socket, groupName: config.control.group, handler: api, logger: logger)
@@ -66,7 +66,7 @@ public struct Daemon: Sendable {
         let services: [any Service] = [
             WatchdogService(notifier: notifier),
             ControlService(server: server),
-            AppService(runtime: runtime, notifier: notifier, logger: logger, start: recovery.start, history: journal.history()),
+            AppService(supervisor: supervisor, logger: logger, start: recovery.start, history: journal.history()),
         ]
         let group = ServiceGroup(
             configuration: .init(
@@ -95,19 +95,22 @@ struct ControlService: Service {
     }
 }
 
-/// Starts the app and, on shutdown, stops it (stop signal, then SIGKILL).
+/// Runs the supervisor (its effects), starts the app and, on shutdown,
+/// lets a swap in progress finish, then stops the app (stop signal, then
+/// SIGKILL) and returns.
 struct AppService: Service {
-    let runtime: AppRuntime
-    let notifier: Notifier
+    let supervisor: Supervisor
     let logger: Logger
     let start: (port: Int, adopting: Int32?)
     let history: [HistoryEntry]
 
     func run() async throws {
-        await runtime.start(port: start.port, adopting: start.adopting, history: history)
-        try? await gracefulShutdown()
-        notifier.stopping(status: "stopping app")
-        logger.info("shutting down")
-        await runtime.stop()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await supervisor.runEffects() }
+            await supervisor.start(port: start.port, adopting: start.adopting, history: history)
+            try? await gracefulShutdown()
+            logger.info("shutting down")
+            await supervisor.shutdown()
+        }
     }
 }

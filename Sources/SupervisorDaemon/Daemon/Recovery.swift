@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSupervisorShims
 import Logging
 import SupervisorCore
 import SystemBindings
@@ -13,15 +14,13 @@ import SystemBindings
 struct Recovery: Sendable {
     let config: SupervisorConfig
     let journal: StateJournal
-    let store: JournalStore
     let logger: Logger
     let previous: JournalState?
     let plan: RecoveryPlanner.Plan
 
-    init(config: SupervisorConfig, journal: StateJournal, store: JournalStore, previous: JournalState?, logger: Logger) {
+    init(config: SupervisorConfig, journal: StateJournal, previous: JournalState?, logger: Logger) {
         self.config = config
         self.journal = journal
-        self.store = store
         self.logger = logger
         self.previous = previous
         let staged = access(BinaryStager.stagedPath(for: config.app.binary), F_OK) == 0
@@ -33,9 +32,11 @@ struct Recovery: Sendable {
             guard let swap, let pid = swap.newPID, let startTime = swap.newStartTime else { return false }
             return ProcessIdentity.of(pid: pid)?.startTime == startTime
         }
+        // Only an interrupted flip needs to know what `<binary>` holds (hashing it costs).
+        let liveIsNew = previous?.swap.map { $0.phase == .flip && $0.stagedSHA256 != nil && FileDigest.sha256(path: config.app.binary) == $0.stagedSHA256 } ?? false
         let facts = RecoveryPlanner.Facts(
             servingAlive: alive(previous?.serving), newAlive: newAlive(previous?.swap),
-            oldAlive: alive(previous?.swap?.old), stagedExists: staged)
+            oldAlive: alive(previous?.swap?.old), stagedExists: staged, liveIsNew: liveIsNew)
         plan = RecoveryPlanner.plan(
             state: previous, facts: facts, firstPort: config.app.ports.first ?? 0, stagedExistsWithoutSwap: staged)
     }
@@ -44,6 +45,15 @@ struct Recovery: Sendable {
     func prepare() {
         if let interrupted = plan.interrupted {
             logger.warning("the previous supervisor stopped during \(interrupted.action.rawValue) phase \(interrupted.phase.rawValue); recovery will \(interrupted.outcome == .undone ? "undo" : "complete") it")
+        }
+        if plan.exchangeBinaries {
+            let binary = config.app.binary
+            if csup_rename_exchange(binary, BinaryCommitter.backupPath(for: binary)) == 0 {
+                AtomicFile.syncDirectory(of: binary)
+                logger.notice("recovery: finished the interrupted flip: \(binary) and \(binary).bak traded places")
+            } else {
+                logger.error("recovery: cannot exchange \(binary) and \(binary).bak: \(String(cString: strerror(errno)))")
+            }
         }
         if plan.commitStaged {
             do {
@@ -67,8 +77,7 @@ struct Recovery: Sendable {
     func finish() async {
         for target in plan.stop {
             guard let process = try? ChildProcess.adopt(pid: target.pid) else { continue }
-            _ = await ConnectionDrainer(timeout: config.drain.timeout).drain(port: target.port)
-            let result = await ProcessStopper.stop(process, signal: config.app.stopSignal.number, timeout: config.app.stopTimeout)
+            let result = await InstanceRetirer(config: config).retire(process, port: target.port)
             logger.notice("recovery: stopped the instance a previous supervisor left on port \(target.port) (pid \(target.pid)): \(result)")
         }
         if plan.removeStaged {
@@ -82,7 +91,7 @@ struct Recovery: Sendable {
             from: BinaryIdentity(sha256: old?.sha256, version: old?.version),
             to: BinaryIdentity(sha256: swap.stagedSHA256, version: nil), result: .interrupted,
             error: SwapError(
-                SwapError.Code(rawValue: "interrupted"),
+                .interrupted,
                 "supervisord stopped during phase \(interrupted.phase.rawValue); recovery \(interrupted.outcome == .undone ? "undid it: the previous version serves" : "completed it: the new version serves")"),
             phasesMS: [:], totalMS: 0)
         do {
@@ -90,6 +99,5 @@ struct Recovery: Sendable {
         } catch {
             logger.error("recovery: cannot record the interrupted swap in history: \(error)")
         }
-        try? await store.setSwap(nil, serving: nil)
     }
 }

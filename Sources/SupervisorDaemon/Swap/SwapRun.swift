@@ -5,25 +5,26 @@ import Logging
 import SupervisorCore
 import SystemBindings
 
-/// Performs one swap: asks `SwapMachine` what to do next, does it (files,
-/// processes, proxy), and feeds the outcome back. Everything it decides
-/// lives in the machine; everything it does lives here.
+/// The effects of one swap, in order: asks `SwapMachine` what to do next,
+/// does it (files, processes, proxy), and feeds the outcome back. The swap's
+/// decisions are the machine's; who serves, the lock and the journal are
+/// the owner's (`Supervisor`), which this tells each change as it happens.
+/// What it keeps itself are the facts of its own effects (the staged copy,
+/// the new child), which nothing else reads until it reports them.
 actor SwapRun {
     struct Context: Sendable {
         let id: String
+        let ticket: OperationMachine.Ticket
         let action: SwapAction
         let source: String
         let callerUID: UInt32?
         let config: SupervisorConfig
-        let runtime: AppRuntime
+        let owner: Supervisor
         let driver: any ProxyDriver
         let journal: StateJournal
-        let store: JournalStore
+        let launch: AppLaunch
         let logger: Logger
         let report: @Sendable (SwapStreamLine) -> Void
-        let phaseChanged: @Sendable (SwapPhase) async -> Void
-        /// With `[health] watch`: hands the old and new instances to a warm hold.
-        let startWarmHold: @Sendable (_ old: WarmHold.Instance, _ new: WarmHold.Instance) async -> Void
     }
 
     private let context: Context
@@ -32,7 +33,7 @@ actor SwapRun {
     private var phaseStarted: (SwapPhase, ContinuousClock.Instant)?
     private var phasesMS: [String: Int64] = [:]
 
-    private let old: (process: ChildProcess, port: Int, sha256: String?, version: String?)
+    private let old: Instance
     private let newPort: Int
     private var staged: BinaryStager.Staged?
     private var newVersion: String?
@@ -42,14 +43,12 @@ actor SwapRun {
     private let oldIdentity: ProcessIdentity?
     private var newIdentity: ProcessIdentity?
 
-    init(context: Context, old: (process: ChildProcess, port: Int, sha256: String?, version: String?)) {
+    init(context: Context, old: Instance) {
         self.context = context
         self.machine = SwapMachine(warmHold: context.config.health.watch > .zero)
         self.old = old
         self.oldIdentity = ProcessIdentity.of(pid: old.process.pid)
-        let ports = context.config.app.ports
-        // Socket-handoff mode has no ports: instances share the supervisor's sockets.
-        newPort = ports.first { $0 != old.port } ?? ports.first ?? 0
+        newPort = context.config.app.sidePort(after: old.port)
     }
 
     /// Runs the swap to its end and returns the result line.
@@ -95,7 +94,7 @@ actor SwapRun {
             return await drainOld()
         case .handBackToOld:
             handedOver = false
-            await context.runtime.handBack(to: old.process, port: old.port, sha256: old.sha256, version: old.version, abandoning: newChild)
+            await context.owner.handOver(to: old, replacing: newChild)
             return nil
         case .switchProxyBack:
             return await switchProxyBack()
@@ -106,9 +105,9 @@ actor SwapRun {
         case .startWarmHold:
             if let newChild {
                 progress(.watch, "warm hold: the old instance (pid \(old.process.pid)) stays alive out of rotation for \(context.config.health.watch.humanReadable); `supervisorctl rollback` flips back to it")
-                await context.startWarmHold(
-                    WarmHold.Instance(process: old.process, port: old.port, sha256: old.sha256, version: old.version),
-                    WarmHold.Instance(process: newChild, port: newPort, sha256: staged?.sha256, version: newVersion))
+                await context.owner.prepareHold(WarmHold(
+                    id: context.id, action: context.action, old: old,
+                    new: Instance(process: newChild, port: newPort, identity: newIdentityFacts)))
             }
             return nil
         case .stopNew:
@@ -129,7 +128,7 @@ actor SwapRun {
         }
         phaseStarted = phase == .done ? nil : (phase, now)
         let oldRecord = JournalState.Instance(
-            pid: old.process.pid, port: old.port, sha256: old.sha256, version: old.version,
+            pid: old.process.pid, port: old.port, sha256: old.identity.sha256, version: old.identity.version,
             startTime: oldIdentity?.startTime, executable: oldIdentity?.executable)
         let serving: JournalState.Instance =
             handedOver
@@ -143,15 +142,11 @@ actor SwapRun {
             : .init(
                 id: context.id, action: context.action, phase: phase, newPort: newPort, newPID: newChild?.pid,
                 stagedSHA256: staged?.sha256, newStartTime: newIdentity?.startTime, old: oldRecord)
-        let phaseChanged = context.phaseChanged
-        Task { await phaseChanged(phase) }
         do {
-            try await context.store.setSwap(swap, serving: serving)
+            try await context.owner.enterPhase(context.ticket, phase, swap: swap, serving: serving)
         } catch {
-            context.logger.error("cannot write the state journal: \(error)")
-            if phase != .done && phase != .revert {
-                return .failed(SwapError(.stageFailed, "cannot write the state journal in \(context.journal.directory): \(error)"))
-            }
+            context.logger.error("cannot write the state journal before phase \(phase.rawValue): \(error)")
+            return .journalFailed(SwapError(.journalFailed, "cannot write the state journal in \(context.journal.directory) before phase \(phase.rawValue): \(error)"))
         }
         return nil
     }
@@ -160,7 +155,7 @@ actor SwapRun {
         do {
             let result = try BinaryStager.stage(source: context.source, liveBinary: context.config.app.binary)
             staged = result
-            progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + (result.sha256 == old.sha256 ? "; note: identical to the running binary" : ""))
+            progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + (result.sha256 == old.identity.sha256 ? "; note: identical to the running binary" : ""))
             return .staged
         } catch {
             return .failed(error)
@@ -193,7 +188,7 @@ actor SwapRun {
 
     private func startNew() -> SwapMachine.Event {
         guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
-        let launch = context.runtime.launch
+        let launch = context.launch
         if !launch.isHandoff, let holder = PortCheck.heldBy(port: newPort) {
             return .failed(SwapError(.portInUse, "side port \(newPort) is already in use (\(holder)); free it or change [app] ports"))
         }
@@ -215,7 +210,7 @@ actor SwapRun {
     private func awaitHealthy() async -> SwapMachine.Event {
         guard let newChild, let prepared else { return .failed(SwapError(.startFailed, "no new instance")) }
         let gate = HealthGate(config: context.config.health)
-        switch await context.runtime.launch.waitReady(prepared, process: newChild, port: newPort) {
+        switch await context.launch.waitReady(prepared, process: newChild, port: newPort) {
         case .healthy(let probes):
             if context.config.health.mode == .notify {
                 progress(.health, "ready: READY=1 from pid \(newChild.pid) on its NOTIFY_SOCKET")
@@ -239,7 +234,7 @@ actor SwapRun {
         }
         // From here the new instance serves: it is the one supervised.
         if let newChild {
-            await context.runtime.handOver(to: newChild, port: newPort, sha256: staged?.sha256, version: newVersion, executable: staged?.path)
+            await context.owner.handOver(to: Instance(process: newChild, port: newPort, identity: newIdentityFacts), replacing: old.process, executable: staged?.path)
             handedOver = true
         }
         if let error = await runHooks(.afterSwitch, phase: .switch) {
@@ -250,7 +245,7 @@ actor SwapRun {
     }
 
     private func drainOld() async -> SwapMachine.Event {
-        if context.runtime.launch.isHandoff {
+        if context.launch.isHandoff {
             progress(.drain, "socket handoff: both instances accept on the same sockets; the old one stops accepting when signalled and finishes what it has")
             return .drained
         }
@@ -319,7 +314,7 @@ actor SwapRun {
             return .failed(error)
         }
         progress(.commit, "\(context.config.app.binary) is the new binary; the previous one is kept as \(BinaryCommitter.backupPath(for: context.config.app.binary))")
-        await context.runtime.backupChanged(to: BinaryIdentity(sha256: old.sha256, version: old.version))
+        await context.owner.backupChanged(to: old.identity)
         return .committed
     }
 
@@ -328,6 +323,9 @@ actor SwapRun {
         let status = await ProcessStopper.stop(newChild, signal: context.config.app.stopSignal.number, timeout: min(context.config.app.stopTimeout, .seconds(5)))
         progress(.revert, "stopped the new instance (pid \(newChild.pid)): \(status)")
     }
+
+    /// What the new instance runs: the staged copy's sha256 and version.
+    private var newIdentityFacts: BinaryIdentity { BinaryIdentity(sha256: staged?.sha256, version: newVersion) }
 
     // MARK: - Reporting
 
@@ -340,8 +338,8 @@ actor SwapRun {
 
     private func finish(_ outcome: SwapMachine.Outcome) async -> SwapResult {
         let total = (ContinuousClock.now - started).milliseconds
-        let from = BinaryIdentity(sha256: old.sha256, version: old.version)
-        let to = BinaryIdentity(sha256: staged?.sha256, version: newVersion)
+        let from = old.identity
+        let to = newIdentityFacts
         var result = SwapResult(
             ok: true, id: context.id, action: context.action, from: from, to: to,
             pid: handedOver ? newChild?.pid : old.process.pid, port: handedOver ? newPort : old.port,
@@ -360,14 +358,7 @@ actor SwapRun {
             }
             context.logger.notice("\(context.action.rawValue) done in \(total) ms", metadata: ["swap.id": "\(context.id)", "pid": "\(newChild?.pid ?? 0)", "port": "\(newPort)"])
         }
-        let entry = HistoryEntry(
-            id: context.id, time: Clock.rfc3339Now(), action: context.action, callerUID: context.callerUID,
-            from: from, to: to, result: result.ok ? .ok : .failed, error: result.error, phasesMS: phasesMS, totalMS: total)
-        do {
-            try context.journal.append(entry)
-        } catch {
-            context.logger.error("cannot append to history: \(error)")
-        }
+        await context.owner.appendHistory(HistoryEntry(result: result, callerUID: context.callerUID, time: Clock.rfc3339Now()))
         return result
     }
 
@@ -377,7 +368,7 @@ actor SwapRun {
         guard !runner.commands(kind).isEmpty else { return nil }
         let facts = HookRunner.Facts(
             action: context.action, phase: phase, oldBinary: context.config.app.binary, newBinary: staged?.path,
-            oldSHA256: old.sha256, newSHA256: staged?.sha256, oldVersion: old.version, newVersion: newVersion, error: error)
+            oldSHA256: old.identity.sha256, newSHA256: staged?.sha256, oldVersion: old.identity.version, newVersion: newVersion, error: error)
         return await runner.run(kind, facts) { [self] line in self.progress(phase, line) }
     }
 

@@ -1,0 +1,180 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import SupervisorCore
+import SystemBindings
+
+/// A request that holds the lock, or waits for it to be granted: its
+/// progress stream stays open until its result line.
+struct ClaimedRequest: Sendable {
+    let action: SwapAction
+    let source: String
+    let callerUID: UInt32?
+    let stream: AsyncStream<[UInt8]>.Continuation
+    let started = ContinuousClock.now
+}
+
+/// Swaps, rollbacks, warm-hold flips and the end of a hold: `OperationMachine`
+/// decides who may act; this performs it.
+extension Supervisor {
+    /// A caller asks for a swap or a rollback (a swap to `<binary>.bak`).
+    /// Claimed or refused in this one step: the answer is a progress stream,
+    /// or the refusal (busy: exit 4, at once).
+    public func request(_ action: SwapAction, source: String?, callerUID: UInt32?) -> Result<AsyncStream<[UInt8]>, ControlError> {
+        let binary = config.app.binary
+        let path: String
+        switch action {
+        case .swap:
+            guard let source, source.hasPrefix("/") else {
+                return .failure(ControlError(.badRequest, "\"binary\" must be an absolute path (supervisorctl resolves relative ones)"))
+            }
+            path = source
+        case .rollback, .autoRollback, .emergencyRollback:
+            path = BinaryCommitter.backupPath(for: binary)
+            // Inside a warm hold a rollback flips back to the warm instance (and `.bak` is its file).
+            if operations.state != .holding, access(path, F_OK) != 0 {
+                return .failure(ControlError(SwapError.Code.noBackup.controlCode, "no previous binary to roll back to: \(path) does not exist (nothing has been swapped yet?)"))
+            }
+        }
+        nextTicket += 1
+        let ticket = OperationMachine.Ticket(nextTicket)
+        let actions = operations.handle(.requested(ticket, action, app: availability))
+        for case .refuse(ticket, let refusal) in actions {
+            return .failure(controlError(refusal))
+        }
+        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
+        requests[ticket] = ClaimedRequest(action: action, source: path, callerUID: callerUID, stream: continuation)
+        perform(actions)
+        return .success(stream)
+    }
+
+    private func controlError(_ refusal: OperationMachine.Refusal) -> ControlError {
+        switch refusal {
+        case .busy(let phase):
+            let running = operations.current.map { "another \($0.action.rawValue) is in progress (phase \($0.phase))" } ?? "another operation is in progress (phase \(phase))"
+            return ControlError(.busy, "\(running); wait for it to finish", phase: phase)
+        case .notRunning:
+            return ControlError(SwapError.Code.notRunning.controlCode, "the app is not running (phase \(app.phase)); a swap needs a healthy instance to fall back on. Check `supervisorctl status` and the service log")
+        case .shuttingDown:
+            return ControlError(SwapError.Code.shuttingDown.controlCode, "supervisord is stopping; nothing was changed")
+        }
+    }
+
+    /// Performs what `OperationMachine` decided.
+    func perform(_ actions: [OperationMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .refuse(let ticket, let refusal):
+                // A claimed request refused later (its wait ran out, or a stop came first).
+                endRequest(ticket, error: controlError(refusal))
+            case .waitForApp(let ticket):
+                progress(ticket, .stage, "waiting for the app to start (phase \(app.phase)), at most \(config.health.startTimeout.humanReadable)")
+                let timeout = config.health.startTimeout
+                launchJob {
+                    try? await Task.sleep(for: timeout)
+                    await self.operationEvent(.waitTimedOut(ticket))
+                }
+            case .startSwap(let pending):
+                startSwap(pending)
+            case .flip(let ticket, let action, let reason):
+                launchJob { await self.flip(ticket, action, reason: reason) }
+            case .endHold:
+                launchJob { await self.endHold() }
+            case .ignoreHoldFailure(let reason, let because):
+                logger.warning("warm hold: \(reason); no automatic rollback: \(because)")
+            case .stopApp:
+                notifier.stopping(status: "stopping app")
+                handleApp(.stopRequested)
+            case .finishStop:
+                for waiter in stopWaiters { waiter.resume() }
+                stopWaiters = []
+                jobQueue.finish()
+            }
+        }
+    }
+
+    func operationEvent(_ event: OperationMachine.Event) {
+        perform(operations.handle(event))
+    }
+
+    // MARK: - Swaps
+
+    private func startSwap(_ pending: OperationMachine.Pending) {
+        guard let request = requests[pending.ticket] else { return }
+        guard let old = servingInstance() else {
+            // The serving instance went away between the grant and now (a crash during the hold's end).
+            endRequest(pending.ticket, error: controlError(.notRunning))
+            operationEvent(.swapFinished(pending.ticket, warmHold: false))
+            return
+        }
+        let id = "\(Int(Date().timeIntervalSince1970))-\(getpid())-\(pending.ticket.id)"
+        notifier.reloading(status: "\(request.action.rawValue): staging \(request.source)")
+        let continuation = request.stream
+        let context = SwapRun.Context(
+            id: id, ticket: pending.ticket, action: request.action, source: request.source, callerUID: request.callerUID,
+            config: config, owner: self, driver: driver, journal: journal, launch: launch, logger: logger,
+            report: { line in continuation.yield(Self.encode(line)) })
+        let run = SwapRun(context: context, old: old)
+        launchJob {
+            let result = await run.run()
+            await self.swapEnded(pending.ticket, result)
+        }
+    }
+
+    /// A swap's step entered `phase`: the lock says so, and the journal records it before it acts.
+    func enterPhase(_ ticket: OperationMachine.Ticket, _ phase: SwapPhase, swap: JournalState.SwapInProgress?, serving: JournalState.Instance?) throws {
+        if phase != .done {
+            operationEvent(.swapPhase(ticket, phase))
+            if let action = requests[ticket]?.action { notifier.status("\(action.rawValue): \(phase.rawValue)") }
+        }
+        try writeJournal(swap: swap, serving: serving)
+    }
+
+    /// `[health] watch`: the swap committed and keeps the old instance warm.
+    func prepareHold(_ hold: WarmHold) {
+        self.hold = hold
+    }
+
+    private func swapEnded(_ ticket: OperationMachine.Ticket, _ result: SwapResult) {
+        let holding = result.ok && hold != nil
+        if let request = requests.removeValue(forKey: ticket) {
+            request.stream.yield(Self.encode(.result(result)))
+            request.stream.finish()
+        }
+        metrics.recordSwap(result)
+        notifier.ready(status: statusLine())
+        operationEvent(.swapFinished(ticket, warmHold: holding))
+        if holding, let hold { watch(hold) }
+    }
+
+    /// Ends a claimed request with a failure line (exit 1 for the client).
+    private func endRequest(_ ticket: OperationMachine.Ticket, error: ControlError) {
+        guard let request = requests.removeValue(forKey: ticket) else { return }
+        let result = SwapResult(
+            ok: false, id: "refused-\(ticket.id)", action: request.action, from: serving, to: BinaryIdentity(sha256: nil, version: nil),
+            pid: process?.pid, port: servingInstance()?.port, error: SwapError(SwapError.Code(rawValue: error.code.rawValue), error.message),
+            failedPhase: .stage, phasesMS: [:], totalMS: (ContinuousClock.now - request.started).milliseconds)
+        request.stream.yield(Self.encode(.result(result)))
+        request.stream.finish()
+    }
+
+    func progress(_ ticket: OperationMachine.Ticket?, _ phase: SwapPhase, _ message: String) {
+        logger.info("\(message)")
+        guard let ticket, let request = requests[ticket] else { return }
+        let elapsed = (ContinuousClock.now - request.started).milliseconds
+        request.stream.yield(Self.encode(.progress(SwapProgress(phase: phase, message: message, elapsedMS: elapsed))))
+    }
+
+    static func encode(_ line: SwapStreamLine) -> [UInt8] {
+        switch line {
+        case .progress(let progress): ControlJSON.encode(progress) + [UInt8(ascii: "\n")]
+        case .result(let result): ControlJSON.encode(result) + [UInt8(ascii: "\n")]
+        }
+    }
+}
+
+extension SwapError.Code {
+    var controlCode: ControlError.Code { ControlError.Code(rawValue: rawValue) }
+}

@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSupervisorShims
+import Logging
+import SupervisorCore
+import SystemBindings
+
+/// `[health] watch`: after a swap the old instance stays alive, out of
+/// rotation, while the new one keeps being probed. Inside the window a
+/// rollback is a flip of the proxy back to the old instance (nothing
+/// starts); `healthy_after` consecutive failed probes, or the new instance
+/// exiting, ask for the same flip on their own (`auto-rollback`). After the
+/// window the old instance is drained and stopped. `OperationMachine`
+/// decides which of these may run; the flip and the end hold the lock.
+extension Supervisor {
+    /// Watches the new instance for the window; reports failures and the window's end as events.
+    func watch(_ hold: WarmHold) {
+        logger.info("warm hold: old instance (pid \(hold.old.process.pid), port \(hold.old.port)) kept out of rotation for \(config.health.watch.humanReadable)")
+        let health = config.health
+        launchJob {
+            let probe = HealthProbe(config: health)
+            let deadline = ContinuousClock.now + health.watch
+            var failures = 0
+            var exitReported = false
+            while ContinuousClock.now < deadline, await self.isHolding(hold.id) {
+                if let status = hold.new.process.exitStatus {
+                    if !exitReported {
+                        exitReported = true
+                        await self.operationEvent(.holdFailed(reason: "the new instance \(status) during the watch window"))
+                    }
+                    try? await Task.sleep(for: health.interval)
+                    continue
+                }
+                switch await probe.probe(port: hold.new.port) {
+                case .healthy:
+                    failures = 0
+                case .unhealthy(let problem):
+                    failures += 1
+                    if failures >= health.healthyAfter {
+                        failures = 0
+                        await self.operationEvent(.holdFailed(reason: "\(health.healthyAfter) consecutive failed health probes of the new instance (last: \(problem))"))
+                    }
+                }
+                try? await Task.sleep(for: health.interval)
+            }
+            await self.holdWindowElapsed(hold.id)
+        }
+    }
+
+    private func isHolding(_ id: String) -> Bool {
+        hold?.id == id
+    }
+
+    private func holdWindowElapsed(_ id: String) {
+        guard hold?.id == id else { return }
+        hold?.windowElapsed = true
+        operationEvent(.holdWindowElapsed)
+    }
+
+    /// Ends the hold: the old instance is drained and stopped.
+    func endHold() async {
+        guard let hold else {
+            operationEvent(.holdEnded)
+            return
+        }
+        let result = await InstanceRetirer(config: config).retire(hold.old.process, port: hold.old.port)
+        logger.info("warm hold over: old instance (pid \(hold.old.process.pid)) \(result)")
+        self.hold = nil
+        do {
+            try writeJournal(swap: nil, serving: nil)
+        } catch {
+            logger.error("cannot write the state journal \(journal.statePath): \(error)")
+        }
+        operationEvent(.holdEnded)
+    }
+
+    /// Flips the proxy back to the old instance, which serves again; the
+    /// files trade places; the new instance is drained and stopped. The flip
+    /// is journalled before it acts (recovery finishes it the same way).
+    func flip(_ ticket: OperationMachine.Ticket?, _ action: SwapAction, reason: String?) async {
+        guard let hold else {
+            operationEvent(.flipFinished(ok: false))
+            return
+        }
+        let started = ContinuousClock.now
+        let say: @Sendable (String) -> Void = { [logger] message in logger.notice("\(action.rawValue): \(message)", metadata: ["swap.id": "\(hold.id)"]) }
+        func report(_ message: String) {
+            say(message)
+            progress(ticket, .flip, message)
+        }
+        let from = hold.new.identity, to = hold.old.identity
+        report("rolling back: \(reason ?? "requested inside the warm hold: no new instance is started")")
+        let oldRecord = Self.record(pid: hold.old.process.pid, port: hold.old.port, identity: hold.old.identity)
+        let newRecord = Self.record(pid: hold.new.process.pid, port: hold.new.port, identity: hold.new.identity)
+        let flipRecord = JournalState.SwapInProgress(
+            id: hold.id, action: action, phase: .flip, newPort: hold.new.port, newPID: hold.new.process.pid,
+            stagedSHA256: hold.new.identity.sha256, newStartTime: newRecord.startTime, old: oldRecord)
+        var outcome: Result<Void, SwapError>
+        do {
+            try writeJournal(swap: flipRecord, serving: oldRecord)
+            outcome = .success(())
+        } catch {
+            outcome = .failure(SwapError(.journalFailed, "cannot write the state journal in \(journal.directory): \(error); nothing was changed"))
+        }
+        if case .success = outcome {
+            do throws(SwapError) {
+                try await driver.switchUpstream(to: hold.old.port) { message in
+                    say(message)
+                }
+            } catch {
+                outcome = .failure(error)
+            }
+        }
+        if case .failure(let error) = outcome {
+            logger.error("\(action.rawValue) failed: \(error.message)")
+            let watchRecord = JournalState.SwapInProgress(
+                id: hold.id, action: hold.action, phase: .watch, newPort: hold.new.port, newPID: hold.new.process.pid,
+                stagedSHA256: hold.new.identity.sha256, newStartTime: newRecord.startTime, old: oldRecord)
+            try? writeJournal(swap: watchRecord, serving: newRecord)
+            finishFlip(ticket, hold: hold, result: SwapResult(
+                ok: false, id: hold.id, action: action, from: from, to: to, pid: hold.new.process.pid, port: hold.new.port,
+                error: error, failedPhase: .flip, phasesMS: [:], totalMS: (ContinuousClock.now - started).milliseconds))
+            return
+        }
+        report("the proxy serves the old instance (pid \(hold.old.process.pid), port \(hold.old.port)) again")
+        let switched = ContinuousClock.now
+        handOver(to: hold.old, replacing: hold.new.process)
+        let binary = config.app.binary
+        if csup_rename_exchange(binary, BinaryCommitter.backupPath(for: binary)) == 0 {
+            AtomicFile.syncDirectory(of: binary)
+            report("\(binary) and \(binary).bak traded places: the old binary is live again")
+            backupChanged(to: hold.new.identity)
+        } else {
+            report("warning: could not exchange \(binary) and \(binary).bak: \(String(cString: strerror(errno)))")
+        }
+        let stopped = await InstanceRetirer(config: config).retire(hold.new.process, port: hold.new.port)
+        report("stopped the new instance (pid \(hold.new.process.pid)): \(stopped)")
+        self.hold = nil
+        do {
+            try writeJournal(swap: nil, serving: nil)
+        } catch {
+            logger.error("cannot write the state journal \(journal.statePath): \(error)")
+        }
+        finishFlip(ticket, hold: nil, result: SwapResult(
+            ok: true, id: hold.id, action: action, from: from, to: to, pid: hold.old.process.pid, port: hold.old.port, error: nil,
+            failedPhase: nil, phasesMS: ["switch": (switched - started).milliseconds, "stop": (ContinuousClock.now - switched).milliseconds],
+            totalMS: (ContinuousClock.now - started).milliseconds))
+        if !config.hooks.onRollback.isEmpty {
+            let facts = HookRunner.Facts(
+                action: action, phase: .done, oldBinary: binary, newBinary: nil,
+                oldSHA256: from.sha256, newSHA256: to.sha256, oldVersion: from.version, newVersion: to.version, error: nil)
+            _ = await HookRunner(config: config).run(.onRollback, facts) { line in say("on_rollback: \(line)") }
+        }
+    }
+
+    private func finishFlip(_ ticket: OperationMachine.Ticket?, hold remaining: WarmHold?, result: SwapResult) {
+        let callerUID = ticket.flatMap { requests[$0]?.callerUID }
+        if let ticket, let request = requests.removeValue(forKey: ticket) {
+            request.stream.yield(Self.encode(.result(result)))
+            request.stream.finish()
+        }
+        metrics.recordSwap(result)
+        appendHistory(HistoryEntry(result: result, suffix: "-" + result.action.rawValue, callerUID: callerUID, time: Clock.rfc3339Now()))
+        notifier.ready(status: statusLine())
+        operationEvent(.flipFinished(ok: result.ok))
+        // A window that ran out while the flip ran ends now.
+        if !result.ok, let remaining, remaining.windowElapsed { operationEvent(.holdWindowElapsed) }
+    }
+}

@@ -1,0 +1,285 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import SupervisorCore
+import SystemBindings
+
+/// The one owner of the service's mutable state: the supervised instance
+/// and its `AppMachine`, the lock and warm hold (`OperationMachine`), the
+/// state journal, the claimed requests and their progress streams.
+///
+/// Everything that happens reaches it as an event: a control request, a
+/// pidfd exit, a health result, a timer, a signal, the outcome of a swap's
+/// step. Each event is decided by a pure machine in one synchronous step
+/// (no `await` between a check and what is done about it); the effects the
+/// machines ask for run as jobs (child tasks of `runEffects()`) and send
+/// their outcome back as another event.
+public actor Supervisor {
+    public let config: SupervisorConfig
+    let logger: Logger
+    let notifier: Notifier
+    public let metrics: SupervisorMetrics
+    public let launch: AppLaunch
+    let driver: any ProxyDriver
+    let journal: StateJournal
+    /// First start only, once the app is healthy and before READY=1: the
+    /// daemon points the proxy at it and finishes recovery here.
+    let firstReady: @Sendable (_ port: Int) async -> Void
+
+    typealias Job = @Sendable () async -> Void
+    private let jobs: AsyncStream<Job>
+    let jobQueue: AsyncStream<Job>.Continuation
+
+    // MARK: - The state this actor owns
+
+    var app = AppMachine()
+    var operations = OperationMachine()
+    /// The supervised instance.
+    var process: ChildProcess?
+    /// How the supervised instance was started (nil for an adopted one).
+    var prepared: AppLaunch.Prepared?
+    var processStarted: ContinuousClock.Instant?
+    var processStartedWall: Double?
+    /// What the supervised instance runs.
+    var serving = BinaryIdentity(sha256: nil, version: nil)
+    /// Between a swap's switch and its commit the serving instance runs
+    /// `<binary>.new` while `<binary>` is still the previous version: a
+    /// restart in that window must start the staged file.
+    var uncommittedExecutable: String?
+    /// What `<binary>.bak` holds: worked out once at start, then kept current
+    /// by the swaps that move files.
+    public internal(set) var backup: BinaryIdentity?
+    /// What `state.json` says; every change is written before it is acted on.
+    var journalState: JournalState
+    /// `[health] watch`: the instances of the hold in progress.
+    var hold: WarmHold?
+    /// Requests that hold the lock (or wait for it), with their progress streams.
+    var requests: [OperationMachine.Ticket: ClaimedRequest] = [:]
+    var nextTicket = 0
+    /// Processes whose exit a job is already waiting for.
+    var watchedPIDs: Set<Int32> = []
+    var stopWaiters: [CheckedContinuation<Void, Never>] = []
+
+    public init(
+        config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), metrics: SupervisorMetrics = SupervisorMetrics(),
+        journal: StateJournal, initialState: JournalState?, launch: AppLaunch? = nil, driver: (any ProxyDriver)? = nil,
+        firstReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) {
+        self.config = config
+        self.logger = logger
+        self.notifier = notifier
+        self.metrics = metrics
+        self.journal = journal
+        self.journalState = initialState ?? JournalState(serving: nil, swap: nil)
+        self.launch = launch ?? AppLaunch(config: config, listenDescriptors: [])
+        self.driver = driver ?? ProxyDrivers.make(for: config)
+        self.firstReady = firstReady
+        (jobs, jobQueue) = AsyncStream<Job>.makeStream()
+    }
+
+    /// Runs the effects the machines ask for, each as a child task, until the
+    /// app has stopped; then cancels what is left (exit watchers, timers).
+    public func runEffects() async {
+        await withDiscardingTaskGroup { group in
+            for await job in jobs {
+                group.addTask { await job() }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Queues an effect; its outcome comes back as an event.
+    nonisolated func launchJob(_ job: @escaping Job) {
+        jobQueue.yield(job)
+    }
+
+    // MARK: - Start and stop
+
+    /// Starts the app on `port` (the first port by default), or adopts a
+    /// live instance a previous supervisor left running.
+    public func start(port: Int? = nil, adopting: Int32? = nil, history: [HistoryEntry] = []) async {
+        let binary = config.app.binary
+        let command = config.app.versionCommand
+        let timeout = config.health.startTimeout
+        // Hashing a binary and running its version command block: not on this actor's turn.
+        let facts = await BlockingThread.run { () -> (String?, BinaryIdentity?) in
+            (FileDigest.sha256(path: binary), BackupIdentity.of(binary: binary, history: history))
+        }
+        let version: String? = if let command { await VersionProbe.version(of: binary, command: command, timeout: timeout) } else { nil }
+        serving = BinaryIdentity(sha256: facts.0, version: version)
+        backup = facts.1
+        metrics.setServing(version: version, sha256: facts.0)
+        let port = port ?? config.app.ports.first ?? 0
+        if let pid = adopting, let child = try? ChildProcess.adopt(pid: pid) {
+            prepared = nil
+            process = child
+            processStarted = .now
+            processStartedWall = Clock.now()
+            logger.notice("re-adopted the running app (no restart)", metadata: ["pid": "\(pid)", "port": "\(port)"])
+            watchExit(of: child)
+            handleApp(.adopt(pid: pid, port: port))
+            return
+        }
+        handleApp(.start(port: port))
+    }
+
+    /// SIGTERM/SIGINT: lets a swap, flip or the end of a warm hold in
+    /// progress finish, refuses what comes after, stops the app and returns.
+    public func shutdown() async {
+        if case .stopped = operations.state { return }
+        await withCheckedContinuation { continuation in
+            stopWaiters.append(continuation)
+            if operations.shutdownPending || operations.state == .stopping { return }
+            if operations.busyPhase != nil {
+                logger.notice("stop requested while \(operations.current.map { "\($0.action.rawValue) is in phase \($0.phase)" } ?? "an operation runs"); stopping once it has finished")
+            }
+            perform(operations.handle(.shutdownRequested))
+        }
+    }
+
+    // MARK: - Status
+
+    public func status(proxy: String) -> StatusReport {
+        var pid: Int32?
+        var port: Int?
+        switch app.state {
+        case .running(let p, let q), .awaitingHealth(let p, let q):
+            pid = p
+            port = q
+        case .stopping(let p) where p != 0:
+            pid = p
+        case .starting(let q), .restartPending(let q, _):
+            port = q
+        default:
+            break
+        }
+        let uptime = processStarted.map { ContinuousClock.now - $0 }.map { Double($0.milliseconds) / 1000 }
+        var report = StatusReport(
+            name: config.name, phase: app.phase, pid: pid, port: port, binary: config.app.binary,
+            sha256: serving.sha256, version: serving.version,
+            startedAt: pid == nil ? nil : processStartedWall.map { Clock.rfc3339($0, milliseconds: false) },
+            uptimeSeconds: pid == nil ? nil : uptime, restarts: app.restarts,
+            lastExit: app.lastExit, proxy: proxy, supervisorPID: getpid())
+        if let current = operations.current {
+            report.phase = "\(current.action.rawValue):\(current.phase)"
+        }
+        report.backup = backup
+        return report
+    }
+
+    /// A `STATUS=` line for systemctl status.
+    public func statusLine() -> String {
+        let report = status(proxy: config.proxy.kind.rawValue)
+        var parts = ["\(report.phase)"]
+        if let pid = report.pid { parts.append("pid \(pid)") }
+        if let port = report.port { parts.append("port \(port)") }
+        if let version = report.version { parts.append("version \(version)") }
+        if let sha = report.sha256 { parts.append("sha256 \(sha.prefix(12))") }
+        if report.restarts > 0 { parts.append("\(report.restarts) restarts") }
+        return parts.joined(separator: ", ")
+    }
+
+    /// The instance serving now, when the app is running and healthy.
+    func servingInstance() -> Instance? {
+        guard case .running(let pid, let port) = app.state, let process, process.pid == pid else { return nil }
+        return Instance(process: process, port: port, identity: serving)
+    }
+
+    var availability: OperationMachine.AppAvailability {
+        switch app.state {
+        case .running: servingInstance() == nil ? .starting : .running
+        case .idle, .starting, .awaitingHealth, .restartPending: .starting
+        case .stopping, .stopped: .down
+        }
+    }
+
+    // MARK: - Supervision changes hands
+
+    /// From now on `target` is the supervised instance: after a swap's
+    /// switch (the new one), after a switch back or a flip (the old one).
+    /// `replacing` is the instance it takes over from, which the caller stops
+    /// itself; any other instance this runtime started meanwhile (a restart
+    /// of the replaced one) is not in rotation and is killed.
+    /// `executable`: the not yet committed file `target` runs, restarted
+    /// instead of `<binary>`.
+    func handOver(to target: Instance, replacing: ChildProcess?, executable: String? = nil) {
+        if let process, process.pid != target.process.pid, process.pid != replacing?.pid {
+            logger.warning("stopping an instance that is not in rotation", metadata: ["pid": "\(process.pid)"])
+            process.signal(SIGKILL)
+        }
+        uncommittedExecutable = executable
+        serving = target.identity
+        prepared = nil
+        metrics.setServing(version: target.identity.version, sha256: target.identity.sha256)
+        process = target.process
+        processStarted = .now
+        processStartedWall = Clock.now()
+        handleApp(.handedOver(pid: target.process.pid, port: target.port))
+        recordServing(pid: target.process.pid, port: target.port)
+        watchExit(of: target.process)
+        notifier.status(statusLine())
+    }
+
+    /// The files moved: `<binary>` is what runs, `<binary>.bak` holds `identity`.
+    func backupChanged(to identity: BinaryIdentity?) {
+        backup = identity
+        uncommittedExecutable = nil
+    }
+
+    // MARK: - The state journal
+
+    /// Records a swap's phase (and who serves) before it acts; throws when
+    /// the file cannot be written.
+    func writeJournal(swap: JournalState.SwapInProgress?, serving: JournalState.Instance?) throws {
+        journalState.swap = swap
+        if let serving { journalState.serving = serving }
+        try journal.write(journalState)
+    }
+
+    /// The serving instance as the journal keeps it (identity from /proc).
+    func servingRecord(pid: Int32, port: Int) -> JournalState.Instance {
+        Self.record(pid: pid, port: port, identity: serving)
+    }
+
+    static func record(pid: Int32, port: Int, identity: BinaryIdentity) -> JournalState.Instance {
+        let proc = ProcessIdentity.of(pid: pid)
+        return JournalState.Instance(
+            pid: pid, port: port, sha256: identity.sha256, version: identity.version,
+            startTime: proc?.startTime, executable: proc?.executable)
+    }
+
+    func recordServing(pid: Int32, port: Int) {
+        journalState.serving = servingRecord(pid: pid, port: port)
+        do {
+            try journal.write(journalState)
+        } catch {
+            logger.error("cannot write the state journal \(journal.statePath): \(error)")
+        }
+    }
+
+    func appendHistory(_ entry: HistoryEntry) {
+        do {
+            try journal.append(entry)
+        } catch {
+            logger.error("cannot append to history \(journal.historyPath): \(error)")
+        }
+    }
+}
+
+/// One app instance as the runtime tracks it.
+struct Instance: Sendable {
+    let process: ChildProcess
+    let port: Int
+    let identity: BinaryIdentity
+}
+
+/// `[health] watch`: the old instance kept warm, out of rotation, while the new one is watched.
+struct WarmHold: Sendable {
+    let id: String
+    let action: SwapAction
+    let old: Instance
+    let new: Instance
+    /// The watch window passed (while a flip ran, say): end the hold once it can.
+    var windowElapsed = false
+}
