@@ -199,3 +199,88 @@ import Testing
         #expect(plan.stop.isEmpty)
     }
 }
+
+/// A state journal that cannot be written is its own event: before the
+/// switch the swap is undone; after it the swap goes on (recovery treats
+/// drain, stop, commit and watch alike), never read as a failed action.
+@Suite struct SwapMachineJournalFailureTests {
+    typealias Event = SwapMachine.Event
+    static let error = SwapError(.journalFailed, "disk full")
+    static let path: [Event] = [.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .drained, .oldStopped, .committed]
+
+    /// The events that lead into each phase's journal write.
+    static let prefixes: [(SwapPhase, [Event])] = [
+        (.stage, [.begin]), (.preflight, [.begin, .staged]), (.start, [.begin, .staged, .preflightPassed]),
+        (.health, Array(path.prefix(5))), (.switch, Array(path.prefix(6))),
+    ]
+
+    @Test func beforeTheSwitchTheSwapIsUndone() {
+        for (phase, prefix) in Self.prefixes {
+            var machine = SwapMachine()
+            for event in prefix { _ = machine.handle(event) }
+            let actions = machine.handle(.journalFailed(Self.error))
+            let started = phase != .stage && phase != .preflight
+            #expect(actions == [.journal(.revert), started ? .stopNew : .removeStaged], "\(phase)")
+            #expect(machine.failure?.error == Self.error && machine.failure?.phase == phase)
+        }
+    }
+
+    @Test(arguments: [(SwapPhase.drain, SwapMachine.Action.drainOld), (.stop, .stopOld), (.commit, .commitBinaries)])
+    func afterTheSwitchTheStepStillActs(phase: SwapPhase, action: SwapMachine.Action) {
+        var machine = SwapMachine()
+        let count = [SwapPhase.drain: 7, .stop: 8, .commit: 9][phase]!
+        for event in Self.path.prefix(count) { _ = machine.handle(event) }
+        #expect(machine.phase == phase)
+        #expect(machine.handle(.journalFailed(Self.error)) == [action], "the old instance is still stopped, the binary still committed")
+        #expect(machine.failure == nil)
+    }
+
+    @Test func theWarmHoldStillStartsAndTheSwapSucceeds() {
+        var machine = SwapMachine(warmHold: true)
+        for event in Self.path.prefix(7) { _ = machine.handle(event) }
+        #expect(machine.handle(.committed) == [.journal(.watch), .startWarmHold, .finish(.succeeded)])
+        #expect(machine.handle(.journalFailed(Self.error)) == [.startWarmHold, .finish(.succeeded)])
+    }
+
+    @Test func theEndIsStillReported() {
+        var machine = SwapMachine()
+        for event in Self.path { _ = machine.handle(event) }
+        #expect(machine.handle(.journalFailed(Self.error)) == [.finish(.succeeded)])
+        var failed = SwapMachine()
+        for event in [Event.begin, .failed(SwapMachineTests.failure)] { _ = failed.handle(event) }
+        #expect(failed.handle(.journalFailed(Self.error)) == [.removeStaged], "the revert goes on")
+    }
+
+    @Test func aSwitchBackGoesOnWithoutItsJournal() {
+        var machine = SwapMachine()
+        for event in Self.path.prefix(7) { _ = machine.handle(event) }
+        let exit = SwapError(.appExited, "crashed")
+        #expect(machine.handle(.newExitedWhileDraining(exit)) == [.handBackToOld, .journal(.revert), .switchProxyBack])
+        #expect(machine.handle(.journalFailed(Self.error)) == [.switchProxyBack])
+    }
+}
+
+@Suite struct RecoveryPlannerFlipTests {
+    static let old = JournalState.Instance(pid: 10, port: 8081, sha256: "old", version: "v1")
+
+    func state() -> JournalState {
+        JournalState(
+            serving: Self.old,
+            swap: .init(id: "s", action: .rollback, phase: .flip, newPort: 8082, newPID: 20, stagedSHA256: "new", old: Self.old))
+    }
+
+    @Test func anInterruptedFlipIsFinished() {
+        let plan = RecoveryPlanner.plan(state: state(), facts: .init(servingAlive: true, newAlive: true, oldAlive: true, liveIsNew: true), firstPort: 8081)
+        #expect(plan.instance == .adopt(pid: 10, port: 8081))
+        #expect(plan.stop == [.init(pid: 20, port: 8082)])
+        #expect(plan.exchangeBinaries)
+        #expect(!plan.commitStaged)
+        #expect(plan.interrupted?.outcome == .undone)
+    }
+
+    @Test func aFlipWhoseFilesAlreadyTradedPlacesIsNotExchangedAgain() {
+        let plan = RecoveryPlanner.plan(state: state(), facts: .init(servingAlive: true, newAlive: false, liveIsNew: false), firstPort: 8081)
+        #expect(!plan.exchangeBinaries)
+        #expect(plan.stop.isEmpty)
+    }
+}
