@@ -113,7 +113,10 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SupervisorCore", "SupervisorDaemon", "SystemBindings"],
+            dependencies: [
+                "SupervisorCore", "SupervisorDaemon", "SystemBindings",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
     ]

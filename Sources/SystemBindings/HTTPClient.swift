@@ -31,7 +31,7 @@ public struct HTTPResponse: Sendable {
 
 /// One HTTP request over libcurl, over TCP or a unix socket.
 ///
-/// Blocking: call it from a thread that may block (see `BlockingExecutor`).
+/// Blocking: call it from a thread that may block (`BlockingThread.run`).
 public struct HTTPRequest: Sendable {
     public var method: String
     public var url: String

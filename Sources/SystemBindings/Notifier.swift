@@ -10,9 +10,6 @@ import CSystemd
 public struct Notifier: Sendable {
     public init() {}
 
-    /// Whether a notification socket was handed to this process.
-    public var isEnabled: Bool { getenv("NOTIFY_SOCKET") != nil }
-
     /// Sends raw `KEY=value` lines. Returns whether systemd got them.
     @discardableResult
     public func send(_ lines: [String]) -> Bool {
@@ -42,10 +39,6 @@ public struct Notifier: Sendable {
 
     @discardableResult public func watchdog() -> Bool {
         send(["WATCHDOG=1"])
-    }
-
-    @discardableResult public func mainPID(_ pid: Int32) -> Bool {
-        send(["MAINPID=\(pid)"])
     }
 
     /// Half of `WATCHDOG_USEC` when systemd asked this process for keep-alives, else nil.

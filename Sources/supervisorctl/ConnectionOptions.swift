@@ -20,7 +20,8 @@ struct ConnectionOptions: ParsableArguments {
         }
     }
 
-    /// The socket path to use; throws a usage error (exit 2) when none can be found.
+    /// The socket path to use. Throws `CLIFailure`: exit 3 when no daemon's
+    /// socket is found, exit 2 when several are and none was named.
     func socketPath() throws -> String {
         if let socket { return socket }
         if let name { return "/run/supervisor/\(name).sock" }

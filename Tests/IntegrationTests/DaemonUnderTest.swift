@@ -141,5 +141,8 @@ final class DaemonUnderTest {
 /// Every live process whose environment has `entry`.
 func processes(withEnvironment entry: String) -> [Int32] {
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-    return names.compactMap { Int32($0) }.filter { ProcessIdentity.environment(of: $0, contains: entry) }
+    return names.compactMap { Int32($0) }.filter { pid in
+        guard let bytes = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+        return bytes.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == entry }
+    }
 }

@@ -180,7 +180,7 @@ import Testing
     @Test func shutdownDuringASwapWaitsForItThenStops() {
         var machine = machine([.requested(Self.a, .swap, app: .running)])
         #expect(machine.handle(.shutdownRequested) == [])
-        #expect(machine.handle(.requested(Self.b, .swap, app: .running)) == [.refuse(Self.b, .busy(phase: "stage"))])
+        #expect(machine.handle(.requested(Self.b, .swap, app: .running)) == [.refuse(Self.b, .shuttingDown)])
         #expect(machine.handle(.swapFinished(Self.a, warmHold: false)) == [.stopApp])
         #expect(machine.handle(.appStopped) == [.finishStop])
     }
@@ -194,7 +194,7 @@ import Testing
     @Test func shutdownInTheHoldEndsItFirst() {
         var machine = machine(Self.holding)
         #expect(machine.handle(.shutdownRequested) == [.endHold])
-        #expect(machine.handle(.requested(Self.b, .rollback, app: .running)) == [.refuse(Self.b, .busy(phase: "watch"))])
+        #expect(machine.handle(.requested(Self.b, .rollback, app: .running)) == [.refuse(Self.b, .shuttingDown)])
         #expect(machine.handle(.holdEnded) == [.stopApp])
     }
 

@@ -29,7 +29,9 @@ public struct AppMachine: Sendable, Equatable {
         case healthGateFailed(reason: String)
         case exited(pid: Int32, status: String, uptime: Duration)
         case restartTimerFired
-        /// A swap committed: this healthy instance, started by the swap, is now the one supervised.
+        /// Supervision changed hands: at a swap's switch (the new instance), a
+        /// switch back or a warm-hold flip (the old one). This healthy instance is
+        /// now the one supervised.
         case handedOver(pid: Int32, port: Int)
         case stopRequested
         case stopTimerFired
@@ -44,6 +46,9 @@ public struct AppMachine: Sendable, Equatable {
         case sendStopSignal(pid: Int32)
         case scheduleStopTimer
         case kill(pid: Int32)
+        /// A spawn that finished after supervision moved on (handed over
+        /// meanwhile): not in rotation, killed at once.
+        case discard(pid: Int32)
         case finishStop
     }
 
@@ -96,7 +101,8 @@ public struct AppMachine: Sendable, Equatable {
 
         case (.running, .handedOver(let pid, let port)),
             (.awaitingHealth, .handedOver(let pid, let port)),
-            (.restartPending, .handedOver(let pid, let port)):
+            (.restartPending, .handedOver(let pid, let port)),
+            (.starting, .handedOver(let pid, let port)):
             state = .running(pid: pid, port: port)
             backoff.reset()
             return []
@@ -133,6 +139,9 @@ public struct AppMachine: Sendable, Equatable {
             lastExit = status
             state = .stopped
             return [.finishStop]
+
+        case (_, .spawned(let pid)):
+            return [.discard(pid: pid)]
 
         default:
             // Stale timers, events for an old pid, repeated stops: nothing to do.

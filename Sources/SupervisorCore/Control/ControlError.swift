@@ -12,7 +12,6 @@ public struct ControlError: Error, Codable, Sendable, Equatable {
         public static let methodNotAllowed = Code(rawValue: "method_not_allowed")
         public static let forbidden = Code(rawValue: "forbidden")
         public static let busy = Code(rawValue: "busy")
-        public static let internalError = Code(rawValue: "internal")
     }
 
     public let code: Code
@@ -35,7 +34,6 @@ public struct ControlError: Error, Codable, Sendable, Equatable {
         case .methodNotAllowed: 405
         case .busy: 409
         case Code(rawValue: "no_backup"), Code(rawValue: "not_running"): 409
-        case .internalError: 500
         default: 422
         }
     }

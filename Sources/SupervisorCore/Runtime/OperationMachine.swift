@@ -165,6 +165,8 @@ public struct OperationMachine: Sendable, Equatable {
             }
             state = .endingHold(next: Pending(ticket, action))
             return [.endHold]
+        case (_, .requested(let ticket, _, _)) where shutdownPending:
+            return [.refuse(ticket, .shuttingDown)]
         case (_, .requested(let ticket, _, _)):
             return [.refuse(ticket, .busy(phase: busyPhase ?? "unknown"))]
 

@@ -24,8 +24,9 @@ extension Supervisor {
             guard let process, process.pid == pid else { return }
             let launch = self.launch
             let prepared = self.prepared
+            let waitReady = effects.waitReady
             launchJob {
-                let result = await launch.waitReady(prepared, process: process, port: port)
+                let result = await waitReady(launch, prepared, process, port)
                 await self.healthGateFinished(pid: pid, result)
             }
 
@@ -48,8 +49,9 @@ extension Supervisor {
             notifier.status(statusLine() + ": last exit: \(reason)")
             if app.hasBeenReady { metrics.appRestarted() }
             process = nil
+            let sleep = effects.sleep
             launchJob {
-                try? await Task.sleep(for: delay)
+                await sleep(delay)
                 await self.handleApp(.restartTimerFired)
             }
 
@@ -59,14 +61,18 @@ extension Supervisor {
 
         case .scheduleStopTimer:
             let timeout = config.app.stopTimeout
+            let sleep = effects.sleep
             launchJob {
-                try? await Task.sleep(for: timeout)
+                await sleep(timeout)
                 await self.handleApp(.stopTimerFired)
             }
 
         case .kill(let pid):
             logger.warning("sending SIGKILL to app", metadata: ["pid": "\(pid)"])
             process?.signal(SIGKILL)
+
+        case .discard(let pid):
+            logger.warning("not in rotation: killing", metadata: ["pid": "\(pid)"])
 
         case .finishStop:
             logger.info("app stopped", metadata: ["last_exit": "\(app.lastExit ?? "none")"])
@@ -85,22 +91,49 @@ extension Supervisor {
         perform(operations.handle(.appReady))
     }
 
+    /// Fork and exec block until the exec is known to have worked: a job
+    /// does it on a blocking thread; `AppMachine` waits in `starting` (a stop
+    /// asked meanwhile stops what the spawn produces).
     private func spawn(port: Int) {
+        let executable = uncommittedExecutable ?? config.app.binary
+        let launching: AppLaunch.Prepared
         do {
-            let executable = uncommittedExecutable ?? config.app.binary
-            let launching = try launch.prepare(executable: executable, port: port)
-            let child = try ProcessSpawner.spawn(launching.request)
+            launching = try launch.prepare(executable: executable, port: port)
+        } catch {
+            spawnFinished(.failure(SpawnFailure("cannot prepare the app instance: \(error)")), port: port, executable: executable, launching: nil)
+            return
+        }
+        let request = launching.request
+        launchJob {
+            let outcome: Result<ChildProcess, SpawnFailure>
+            do throws(SpawnError) {
+                outcome = .success(try await BlockingThread.run { () throws(SpawnError) in try ProcessSpawner.spawn(request) })
+            } catch {
+                outcome = .failure(SpawnFailure(error.description))
+            }
+            await self.spawnFinished(outcome, port: port, executable: executable, launching: launching)
+        }
+    }
+
+    private func spawnFinished(_ outcome: Result<ChildProcess, SpawnFailure>, port: Int, executable: String, launching: AppLaunch.Prepared?) {
+        switch outcome {
+        case .success(let child):
+            let actions = app.handle(.spawned(pid: child.pid))
+            if actions == [.discard(pid: child.pid)] {
+                logger.warning("stopping the instance just started: supervision moved to another one meanwhile", metadata: ["pid": "\(child.pid)"])
+                child.signal(SIGKILL)
+                return
+            }
             prepared = launching
             process = child
             processStarted = .now
             processStartedWall = Clock.now()
             logger.info("started app", metadata: ["pid": "\(child.pid)", "port": "\(port)", "binary": "\(executable)"])
             watchExit(of: child)
-            handleApp(.spawned(pid: child.pid))
-        } catch {
-            let reason = (error as? SpawnError)?.description ?? "cannot prepare the app instance: \(error)"
-            logger.error("\(reason)")
-            handleApp(.spawnFailed(reason: reason))
+            for action in actions { performApp(action) }
+        case .failure(let failure):
+            logger.error("\(failure.reason)")
+            handleApp(.spawnFailed(reason: failure.reason))
         }
     }
 
@@ -132,4 +165,9 @@ extension Supervisor {
             break  // the exit watcher reports it
         }
     }
+}
+
+struct SpawnFailure: Error {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
 }

@@ -33,8 +33,9 @@ extension Supervisor {
             path = source
         case .rollback, .autoRollback, .emergencyRollback:
             path = BinaryCommitter.backupPath(for: binary)
-            // Inside a warm hold a rollback flips back to the warm instance (and `.bak` is its file).
-            if operations.state != .holding, access(path, F_OK) != 0 {
+            // Inside a warm hold a rollback flips back to the warm instance (and `.bak` is its
+            // file); while the lock is held the answer is busy, whatever `.bak` holds by then.
+            if operations.busyPhase == nil, operations.state != .holding, access(path, F_OK) != 0 {
                 return .failure(ControlError(SwapError.Code.noBackup.controlCode, "no previous binary to roll back to: \(path) does not exist (nothing has been swapped yet?)"))
             }
         }
@@ -72,8 +73,9 @@ extension Supervisor {
             case .waitForApp(let ticket):
                 progress(ticket, .stage, "waiting for the app to start (phase \(app.phase)), at most \(config.health.startTimeout.humanReadable)")
                 let timeout = config.health.startTimeout
+                let sleep = effects.sleep
                 launchJob {
-                    try? await Task.sleep(for: timeout)
+                    await sleep(timeout)
                     await self.operationEvent(.waitTimedOut(ticket))
                 }
             case .startSwap(let pending):
@@ -114,7 +116,7 @@ extension Supervisor {
         let continuation = request.stream
         let context = SwapRun.Context(
             id: id, ticket: pending.ticket, action: request.action, source: request.source, callerUID: request.callerUID,
-            config: config, owner: self, driver: driver, journal: journal, launch: launch, logger: logger,
+            config: config, owner: self, driver: driver, journal: journal, launch: launch, effects: effects, logger: logger,
             report: { line in continuation.yield(Self.encode(line)) })
         let run = SwapRun(context: context, old: old)
         launchJob {
@@ -139,14 +141,15 @@ extension Supervisor {
 
     private func swapEnded(_ ticket: OperationMachine.Ticket, _ result: SwapResult) {
         let holding = result.ok && hold != nil
+        metrics.recordSwap(result)
+        operationEvent(.swapFinished(ticket, warmHold: holding))
+        if holding, let hold { watch(hold) }
+        // systemd hears READY=1 before the caller hears the result.
+        notifier.ready(status: statusLine())
         if let request = requests.removeValue(forKey: ticket) {
             request.stream.yield(Self.encode(.result(result)))
             request.stream.finish()
         }
-        metrics.recordSwap(result)
-        notifier.ready(status: statusLine())
-        operationEvent(.swapFinished(ticket, warmHold: holding))
-        if holding, let hold { watch(hold) }
     }
 
     /// Ends a claimed request with a failure line (exit 1 for the client).

@@ -18,8 +18,8 @@ extension Supervisor {
     func watch(_ hold: WarmHold) {
         logger.info("warm hold: old instance (pid \(hold.old.process.pid), port \(hold.old.port)) kept out of rotation for \(config.health.watch.humanReadable)")
         let health = config.health
+        let effects = self.effects
         launchJob {
-            let probe = HealthProbe(config: health)
             let deadline = ContinuousClock.now + health.watch
             var failures = 0
             var exitReported = false
@@ -29,10 +29,10 @@ extension Supervisor {
                         exitReported = true
                         await self.operationEvent(.holdFailed(reason: "the new instance \(status) during the watch window"))
                     }
-                    try? await Task.sleep(for: health.interval)
+                    await effects.sleep(health.interval)
                     continue
                 }
-                switch await probe.probe(port: hold.new.port) {
+                switch await effects.probe(hold.new.port) {
                 case .healthy:
                     failures = 0
                 case .unhealthy(let problem):
@@ -42,7 +42,7 @@ extension Supervisor {
                         await self.operationEvent(.holdFailed(reason: "\(health.healthyAfter) consecutive failed health probes of the new instance (last: \(problem))"))
                     }
                 }
-                try? await Task.sleep(for: health.interval)
+                await effects.sleep(health.interval)
             }
             await self.holdWindowElapsed(hold.id)
         }
@@ -64,7 +64,7 @@ extension Supervisor {
             operationEvent(.holdEnded)
             return
         }
-        let result = await InstanceRetirer(config: config).retire(hold.old.process, port: hold.old.port)
+        let result = await InstanceRetirer(config: config, drain: effects.drain).retire(hold.old.process, port: hold.old.port)
         logger.info("warm hold over: old instance (pid \(hold.old.process.pid)) \(result)")
         self.hold = nil
         do {
@@ -99,6 +99,7 @@ extension Supervisor {
         var outcome: Result<Void, SwapError>
         do {
             try writeJournal(swap: flipRecord, serving: oldRecord)
+            FaultInjection.exitIfRequested(at: .flip)
             outcome = .success(())
         } catch {
             outcome = .failure(SwapError(.journalFailed, "cannot write the state journal in \(journal.directory): \(error); nothing was changed"))
@@ -134,7 +135,7 @@ extension Supervisor {
         } else {
             report("warning: could not exchange \(binary) and \(binary).bak: \(String(cString: strerror(errno)))")
         }
-        let stopped = await InstanceRetirer(config: config).retire(hold.new.process, port: hold.new.port)
+        let stopped = await InstanceRetirer(config: config, drain: effects.drain).retire(hold.new.process, port: hold.new.port)
         report("stopped the new instance (pid \(hold.new.process.pid)): \(stopped)")
         self.hold = nil
         do {
@@ -156,15 +157,15 @@ extension Supervisor {
 
     private func finishFlip(_ ticket: OperationMachine.Ticket?, hold remaining: WarmHold?, result: SwapResult) {
         let callerUID = ticket.flatMap { requests[$0]?.callerUID }
+        metrics.recordSwap(result)
+        appendHistory(HistoryEntry(result: result, suffix: "-" + result.action.rawValue, callerUID: callerUID, time: Clock.rfc3339Now()))
+        operationEvent(.flipFinished(ok: result.ok))
+        // A window that ran out while the flip ran ends now.
+        if !result.ok, let remaining, remaining.windowElapsed { operationEvent(.holdWindowElapsed) }
+        notifier.ready(status: statusLine())
         if let ticket, let request = requests.removeValue(forKey: ticket) {
             request.stream.yield(Self.encode(.result(result)))
             request.stream.finish()
         }
-        metrics.recordSwap(result)
-        appendHistory(HistoryEntry(result: result, suffix: "-" + result.action.rawValue, callerUID: callerUID, time: Clock.rfc3339Now()))
-        notifier.ready(status: statusLine())
-        operationEvent(.flipFinished(ok: result.ok))
-        // A window that ran out while the flip ran ends now.
-        if !result.ok, let remaining, remaining.windowElapsed { operationEvent(.holdWindowElapsed) }
     }
 }

@@ -23,6 +23,7 @@ public actor Supervisor {
     public let launch: AppLaunch
     let driver: any ProxyDriver
     let journal: StateJournal
+    let effects: SupervisorEffects
     /// First start only, once the app is healthy and before READY=1: the
     /// daemon points the proxy at it and finishes recovery here.
     let firstReady: @Sendable (_ port: Int) async -> Void
@@ -64,8 +65,9 @@ public actor Supervisor {
     public init(
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), metrics: SupervisorMetrics = SupervisorMetrics(),
         journal: StateJournal, initialState: JournalState?, launch: AppLaunch? = nil, driver: (any ProxyDriver)? = nil,
-        firstReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+        effects: SupervisorEffects? = nil, firstReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
+        self.effects = effects ?? .live(config: config, journal: journal)
         self.config = config
         self.logger = logger
         self.notifier = notifier
@@ -234,7 +236,7 @@ public actor Supervisor {
     func writeJournal(swap: JournalState.SwapInProgress?, serving: JournalState.Instance?) throws {
         journalState.swap = swap
         if let serving { journalState.serving = serving }
-        try journal.write(journalState)
+        try effects.writeState(journalState)
     }
 
     /// The serving instance as the journal keeps it (identity from /proc).
@@ -252,7 +254,7 @@ public actor Supervisor {
     func recordServing(pid: Int32, port: Int) {
         journalState.serving = servingRecord(pid: pid, port: port)
         do {
-            try journal.write(journalState)
+            try effects.writeState(journalState)
         } catch {
             logger.error("cannot write the state journal \(journal.statePath): \(error)")
         }
@@ -260,7 +262,7 @@ public actor Supervisor {
 
     func appendHistory(_ entry: HistoryEntry) {
         do {
-            try journal.append(entry)
+            try effects.appendHistory(entry)
         } catch {
             logger.error("cannot append to history \(journal.historyPath): \(error)")
         }

@@ -23,6 +23,7 @@ actor SwapRun {
         let driver: any ProxyDriver
         let journal: StateJournal
         let launch: AppLaunch
+        let effects: SupervisorEffects
         let logger: Logger
         let report: @Sendable (SwapStreamLine) -> Void
     }
@@ -78,14 +79,14 @@ actor SwapRun {
             FaultInjection.exitIfRequested(at: phase)
             return event
         case .stage:
-            return stage()
+            return await stage()
         case .runPreflight:
             return await preflight()
         case .runBeforeStartHooks:
             if let error = await runHooks(.beforeStart, phase: .start) { return .failed(error) }
             return .beforeStartHooksPassed
         case .startNew:
-            return startNew()
+            return await startNew()
         case .awaitNewHealthy:
             return await awaitHealthy()
         case .switchProxy:
@@ -151,9 +152,11 @@ actor SwapRun {
         return nil
     }
 
-    private func stage() -> SwapMachine.Event {
+    private func stage() async -> SwapMachine.Event {
+        let source = context.source, binary = context.config.app.binary
         do {
-            let result = try BinaryStager.stage(source: context.source, liveBinary: context.config.app.binary)
+            // Copy, sha256 and fsync of a whole binary: on a blocking thread, not the cooperative pool.
+            let result = try await BlockingThread.run { () throws(SwapError) in try BinaryStager.stage(source: source, liveBinary: binary) }
             staged = result
             progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + (result.sha256 == old.identity.sha256 ? "; note: identical to the running binary" : ""))
             return .staged
@@ -186,7 +189,7 @@ actor SwapRun {
         return .preflightPassed
     }
 
-    private func startNew() -> SwapMachine.Event {
+    private func startNew() async -> SwapMachine.Event {
         guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
         let launch = context.launch
         if !launch.isHandoff, let holder = PortCheck.heldBy(port: newPort) {
@@ -194,7 +197,8 @@ actor SwapRun {
         }
         do {
             let launching = try launch.prepare(executable: staged.path, port: newPort)
-            let child = try ProcessSpawner.spawn(launching.request)
+            let request = launching.request
+            let child = try await BlockingThread.run { () throws(SpawnError) in try ProcessSpawner.spawn(request) }
             prepared = launching
             newChild = child
             newIdentity = ProcessIdentity.of(pid: child.pid)
@@ -210,7 +214,7 @@ actor SwapRun {
     private func awaitHealthy() async -> SwapMachine.Event {
         guard let newChild, let prepared else { return .failed(SwapError(.startFailed, "no new instance")) }
         let gate = HealthGate(config: context.config.health)
-        switch await context.launch.waitReady(prepared, process: newChild, port: newPort) {
+        switch await context.effects.waitReady(context.launch, prepared, newChild, newPort) {
         case .healthy(let probes):
             if context.config.health.mode == .notify {
                 progress(.health, "ready: READY=1 from pid \(newChild.pid) on its NOTIFY_SOCKET")
@@ -249,14 +253,15 @@ actor SwapRun {
             progress(.drain, "socket handoff: both instances accept on the same sockets; the old one stops accepting when signalled and finishes what it has")
             return .drained
         }
-        let drainer = ConnectionDrainer(timeout: context.config.drain.timeout)
+        let drain = context.effects.drain
+        let timeout = context.config.drain.timeout
         let port = old.port
         let newChild = self.newChild
         // The old instance still listens until it is signalled: should the new
         // one exit meanwhile, the swap switches back to it instead of stopping it.
         // Whichever ends first ends the drain (nil: the new instance exited).
         let drained: ConnectionDrainer.Result? = await withTaskGroup(of: ConnectionDrainer.Result?.self) { group in
-            group.addTask { await drainer.drain(port: port) }
+            group.addTask { await drain(port, timeout) }
             if let newChild { group.addTask { _ = await newChild.waitForExit(); return nil } }
             let first = await group.next() ?? nil
             group.cancelAll()
