@@ -26,7 +26,7 @@ public struct Daemon: Sendable {
         }
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
-        let previous = journal.read()
+        let previous = StateLoader.load(journal: journal, config: config, logger: logger)
         let store = JournalStore(journal: journal, initial: previous, logger: logger)
         let recovery = Recovery(config: config, journal: journal, store: store, previous: previous, logger: logger)
         recovery.prepare()

@@ -39,10 +39,27 @@ public struct StateJournal: Sendable {
 
     /// Every history entry, oldest first; unreadable lines are skipped.
     public func history() -> [HistoryEntry] {
-        guard let bytes = AtomicFile.read(historyPath) else { return [] }
+        historyLines().entries
+    }
+
+    /// How many non-empty lines of `history.jsonl` are not a history entry
+    /// (a torn write, a hand edit): `history()` and `lastEntry()` skip them.
+    public func unreadableHistoryLines() -> Int {
+        historyLines().unreadable
+    }
+
+    private func historyLines() -> (entries: [HistoryEntry], unreadable: Int) {
+        guard let bytes = AtomicFile.read(historyPath) else { return ([], 0) }
         let decoder = JSONDecoder()
-        return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
-            try? decoder.decode(HistoryEntry.self, from: Data(line))
+        var entries: [HistoryEntry] = []
+        var unreadable = 0
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            if let entry = try? decoder.decode(HistoryEntry.self, from: Data(line)) {
+                entries.append(entry)
+            } else {
+                unreadable += 1
+            }
         }
+        return (entries, unreadable)
     }
 }
