@@ -268,6 +268,60 @@ int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_m
     return rc;
 }
 
+static int query_listening(int nl, int family, uint16_t port, uint32_t *inodes, int capacity, int *count) {
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } request;
+    memset(&request, 0, sizeof(request));
+    request.nlh.nlmsg_len = sizeof(request);
+    request.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    request.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.req.sdiag_family = (uint8_t)family;
+    request.req.sdiag_protocol = IPPROTO_TCP;
+    request.req.idiag_states = 1u << 10; /* TCP_LISTEN: the kernel filters, however many other sockets there are */
+
+    struct sockaddr_nl kernel;
+    memset(&kernel, 0, sizeof(kernel));
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(nl, &request, sizeof(request), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        return -1;
+    }
+    char buffer[32768];
+    for (;;) {
+        ssize_t n = recv(nl, buffer, sizeof(buffer), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        struct nlmsghdr *h = (struct nlmsghdr *)buffer;
+        for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type == NLMSG_DONE) return 0;
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                struct nlmsgerr *e = (struct nlmsgerr *)NLMSG_DATA(h);
+                errno = -e->error;
+                return -1;
+            }
+            struct inet_diag_msg *msg = (struct inet_diag_msg *)NLMSG_DATA(h);
+            if (ntohs(msg->id.idiag_sport) != port || msg->idiag_inode == 0) continue;
+            if (*count < capacity) inodes[*count] = msg->idiag_inode;
+            (*count)++;
+        }
+    }
+}
+
+int csup_tcp_listening_inodes(uint16_t port, uint32_t *inodes, int capacity) {
+    int count = 0;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0) return -1;
+    int rc = query_listening(nl, AF_INET, port, inodes, capacity, &count);
+    if (rc == 0) rc = query_listening(nl, AF_INET6, port, inodes, capacity, &count);
+    int saved = errno;
+    close(nl);
+    errno = saved;
+    return rc == 0 ? count : -1;
+}
+
 int csup_notify_socket(const char *path) {
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;

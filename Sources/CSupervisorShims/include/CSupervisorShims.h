@@ -73,4 +73,9 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
    Returns 0, or -1 with errno. */
 int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_ms);
 
+/* Inodes of the listening TCP sockets (IPv4 and IPv6, any address) whose
+   local port is `port` (sock_diag). Stores at most `capacity`; returns how
+   many there are, or -1 with errno. */
+int csup_tcp_listening_inodes(uint16_t port, uint32_t *inodes, int capacity);
+
 #endif
