@@ -24,6 +24,7 @@ public struct Daemon: Sendable {
         } catch {
             throw StartError(description: "state_dir: \(error)")
         }
+        try InstanceLock.acquire(stateDirectory: config.stateDirectory)
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
         let previous = StateLoader.load(journal: journal, config: config, logger: logger)
