@@ -18,6 +18,7 @@ public struct Daemon: Sendable {
 
     /// Runs until a shutdown signal. Throws only when it cannot start.
     public func run() async throws {
+        SignalPolicy.install(logger: logger)
         let journal = StateJournal(directory: config.stateDirectory)
         do {
             try journal.prepare()
