@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,12 +112,25 @@ static void child_exec(const char *path, char *const argv[], char *const envp[],
                        const int *keep_fds, int n_keep_fds,
                        char *listen_pid_slot, int stdout_fd, int stderr_fd, int new_session, int report_fd) {
     int err = 0;
-    sigset_t empty;
-    sigemptyset(&empty);
+    /* Every signal is blocked here (the parent blocked them around fork):
+       reset every disposition first, then unblock. An ignored signal
+       (the daemon ignores SIGPIPE) would otherwise stay ignored across
+       execve, and a handler of the daemon's must never run in the child. */
+    struct sigaction default_action;
+    memset(&default_action, 0, sizeof(default_action));
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    /* glibc refuses the two signals it reserves (32, 33): a zeroed kernel
+       sigaction is SIG_DFL on every architecture's layout. */
+    unsigned long zeroed[8] = {0};
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
-        signal(sig, SIG_DFL);
+        if (sigaction(sig, &default_action, NULL) != 0) {
+            syscall(SYS_rt_sigaction, sig, zeroed, NULL, (size_t)(_NSIG / 8));
+        }
     }
+    sigset_t empty;
+    sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
 
     if (new_session && setsid() < 0) { err = errno; goto fail; }
@@ -174,16 +188,24 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
         *error_out = errno;
         return -1;
     }
+    /* Block every signal across fork: until the child has reset the
+       dispositions, a signal sent to it must wait, not run the daemon's
+       handlers (libdispatch's re-raise to a thread the child does not have). */
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
     pid_t pid = fork();
-    if (pid < 0) {
-        *error_out = errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return -1;
-    }
     if (pid == 0) {
         close(pipefd[0]);
         child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdout_fd, stderr_fd, new_session, pipefd[1]);
+    }
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    if (pid < 0) {
+        *error_out = fork_errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
     }
     close(pipefd[1]);
     int child_errno = 0;
@@ -266,6 +288,60 @@ int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_m
     close(nl);
     errno = saved;
     return rc;
+}
+
+static int query_listening(int nl, int family, uint16_t port, uint32_t *inodes, int capacity, int *count) {
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } request;
+    memset(&request, 0, sizeof(request));
+    request.nlh.nlmsg_len = sizeof(request);
+    request.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    request.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.req.sdiag_family = (uint8_t)family;
+    request.req.sdiag_protocol = IPPROTO_TCP;
+    request.req.idiag_states = 1u << 10; /* TCP_LISTEN: the kernel filters, however many other sockets there are */
+
+    struct sockaddr_nl kernel;
+    memset(&kernel, 0, sizeof(kernel));
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(nl, &request, sizeof(request), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        return -1;
+    }
+    char buffer[32768];
+    for (;;) {
+        ssize_t n = recv(nl, buffer, sizeof(buffer), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        struct nlmsghdr *h = (struct nlmsghdr *)buffer;
+        for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type == NLMSG_DONE) return 0;
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                struct nlmsgerr *e = (struct nlmsgerr *)NLMSG_DATA(h);
+                errno = -e->error;
+                return -1;
+            }
+            struct inet_diag_msg *msg = (struct inet_diag_msg *)NLMSG_DATA(h);
+            if (ntohs(msg->id.idiag_sport) != port || msg->idiag_inode == 0) continue;
+            if (*count < capacity) inodes[*count] = msg->idiag_inode;
+            (*count)++;
+        }
+    }
+}
+
+int csup_tcp_listening_inodes(uint16_t port, uint32_t *inodes, int capacity) {
+    int count = 0;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0) return -1;
+    int rc = query_listening(nl, AF_INET, port, inodes, capacity, &count);
+    if (rc == 0) rc = query_listening(nl, AF_INET6, port, inodes, capacity, &count);
+    int saved = errno;
+    close(nl);
+    errno = saved;
+    return rc == 0 ? count : -1;
 }
 
 int csup_notify_socket(const char *path) {

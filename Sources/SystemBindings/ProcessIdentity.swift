@@ -34,6 +34,12 @@ public struct ProcessIdentity: Sendable, Equatable, Codable {
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Whether the process's environment has `entry` (e.g. "PORT=8082").
+    public static func environment(of pid: Int32, contains entry: String) -> Bool {
+        guard let bytes = readBytes("/proc/\(pid)/environ") else { return false }
+        return bytes.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == entry }
+    }
+
     static func readText(_ path: String) -> String? {
         readBytes(path).map { String(decoding: $0, as: UTF8.self) }
     }

@@ -23,7 +23,9 @@ struct SupervisordCommand: AsyncParsableCommand {
             socket that supervisorctl talks to. SIGTERM or SIGINT stops the app
             (stop_signal, then SIGKILL after stop_timeout) and exits 0.
 
-            Exit codes: 0 stopped cleanly; 1 could not start; 2 bad config.
+            Exit codes: 0 stopped cleanly; 1 could not start; 2 bad config, or
+            another supervisord already runs for this service (its lock in the
+            state directory is held).
 
             Examples:
               supervisord --config /etc/supervisor/myapp.toml
@@ -70,6 +72,9 @@ struct SupervisordCommand: AsyncParsableCommand {
         logger[metadataKey: "service"] = "\(settings.name)"
         do {
             try await Daemon(config: settings, logger: logger).run()
+        } catch let error as DaemonAlreadyRunning {
+            printError("supervisord: \(error)")
+            throw ExitCode(2)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)

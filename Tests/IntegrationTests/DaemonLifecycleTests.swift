@@ -138,7 +138,16 @@ struct DaemonLifecycleTests {
         let daemon = DaemonUnderTest()
         try daemon.start()
         _ = try #require(daemon.waitUntilRunning())
-        let second = try Command.run(Binaries.supervisord, ["--config", daemon.configPath], timeout: 20)
+        // Another service (its own state directory and ports) configured with
+        // the same control socket. (The same config is refused earlier, by the
+        // lock in the state directory: OneDaemonTests.)
+        let config = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
+        let ports = FreePort.pick(2)
+        let other = daemon.directory.write(
+            "other.toml",
+            config.replacingOccurrences(of: daemon.directory.file("state"), with: daemon.directory.file("other-state"))
+                .replacingOccurrences(of: "ports = [\(daemon.ports[0]), \(daemon.ports[1])]", with: "ports = [\(ports[0]), \(ports[1])]"))
+        let second = try Command.run(Binaries.supervisord, ["--config", other], timeout: 20)
         #expect(second.exitCode == 1)
         #expect(second.stderr.contains("already serving"), "stderr: \(second.stderr)")
         // The first one is untouched.

@@ -49,7 +49,9 @@ int csup_user_in_group(uid_t uid, gid_t gid, gid_t group);
 /*
  * Start a child: fork, setsid (when new_session), chdir, exec with the given argv/envp.
  * No parent-death signal: the child outlives the supervisor.
- * Signal mask and dispositions are reset in the child, every fd >= 3 except
+ * Every signal disposition is reset to SIG_DFL in the child (ignored ones
+ * too: SIG_IGN would survive execve) before its mask is emptied; signals
+ * stay blocked from fork until then. Every fd >= 3 except
  * those in `keep_fds` (which become 3, 4, ... in order) is closed.
  * If stdout_fd >= 0 it becomes stdout and stdin is /dev/null (commands whose
  * output the supervisor reads); if stderr_fd >= 0 it becomes stderr.
@@ -72,5 +74,10 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
    min(last_data_recv, last_data_sent) among them in ms.
    Returns 0, or -1 with errno. */
 int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_ms);
+
+/* Inodes of the listening TCP sockets (IPv4 and IPv6, any address) whose
+   local port is `port` (sock_diag). Stores at most `capacity`; returns how
+   many there are, or -1 with errno. */
+int csup_tcp_listening_inodes(uint16_t port, uint32_t *inodes, int capacity);
 
 #endif

@@ -18,15 +18,17 @@ public struct Daemon: Sendable {
 
     /// Runs until a shutdown signal. Throws only when it cannot start.
     public func run() async throws {
+        SignalPolicy.install(logger: logger)
         let journal = StateJournal(directory: config.stateDirectory)
         do {
             try journal.prepare()
         } catch {
             throw StartError(description: "state_dir: \(error)")
         }
+        try InstanceLock.acquire(stateDirectory: config.stateDirectory)
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
-        let previous = journal.read()
+        let previous = StateLoader.load(journal: journal, config: config, logger: logger)
         let recovery = Recovery(config: config, journal: journal, previous: previous, logger: logger)
         recovery.prepare()
         // Sockets from systemd: the control socket (socket activation) and the

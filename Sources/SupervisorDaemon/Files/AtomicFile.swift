@@ -79,14 +79,26 @@ public enum AtomicFile {
     }
 
     /// Appends one line with O_APPEND and fsyncs (the history journal).
+    /// A torn last line (bytes without their final newline, left by a full
+    /// disk or a crash mid-write) is ended first, so it stays one unreadable
+    /// line of its own instead of swallowing this one.
     public static func appendLine(_ line: String, to path: String) throws(Failure) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Failure(path: path, step: "cannot open", errno: errno) }
         defer { close(fd) }
-        let bytes = Array((line + "\n").utf8)
+        let healing = endsWithoutNewline(fd) ? "\n" : ""
+        let bytes = Array((healing + line + "\n").utf8)
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         if written != bytes.count { throw Failure(path: path, step: "cannot append to", errno: errno) }
         fsync(fd)
+    }
+
+    /// Whether the file is non-empty and its last byte is not a newline.
+    static func endsWithoutNewline(_ fd: Int32) -> Bool {
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0 else { return false }
+        var last: UInt8 = 0
+        return pread(fd, &last, 1, size - 1) == 1 && last != UInt8(ascii: "\n")
     }
 
     public static func syncDirectory(of path: String) {

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import SupervisorCore
 
@@ -21,9 +24,73 @@ public struct StateJournal: Sendable {
         try AtomicFile.write(ControlJSON.encode(state), to: statePath, mode: 0o640)
     }
 
-    public func read() -> JournalState? {
-        guard let bytes = AtomicFile.read(statePath) else { return nil }
-        return try? JSONDecoder().decode(JournalState.self, from: Data(bytes))
+    /// What `read()` found in `state.json`.
+    public enum Loaded: Sendable, Equatable {
+        /// No file: nothing was running under a supervisor (or it never wrote one).
+        case missing
+        case state(JournalState)
+        /// The file is there but is not a state: it was renamed to `keptAs`
+        /// (nil when even that failed; `reason` then says so too).
+        case unreadable(reason: String, keptAs: String?)
+    }
+
+    /// Reads `state.json`. One that exists but does not parse is never
+    /// silently ignored: it is moved aside to `state.json.corrupt-<UTC time>`
+    /// (so the next write cannot destroy it) and reported.
+    public func read(now: Date = Date()) -> Loaded {
+        let reason: String
+        if let bytes = AtomicFile.read(statePath) {
+            do {
+                return .state(try JSONDecoder().decode(JournalState.self, from: Data(bytes)))
+            } catch {
+                reason = bytes.isEmpty ? "the file is empty" : "\(bytes.count) bytes: \(Self.describe(error))"
+            }
+        } else {
+            var info = stat()
+            if lstat(statePath, &info) != 0 && errno == ENOENT { return .missing }
+            reason = "cannot read it: \(String(cString: strerror(errno)))"
+        }
+        let aside = Self.asidePath(statePath, now: now)
+        guard rename(statePath, aside) == 0 else {
+            return .unreadable(reason: "\(reason); cannot rename it to \(aside): \(String(cString: strerror(errno)))", keptAs: nil)
+        }
+        AtomicFile.syncDirectory(of: statePath)
+        return .unreadable(reason: reason, keptAs: aside)
+    }
+
+    /// `state.json.corrupt-20261202T174500Z`, with `-2`, `-3` … when taken.
+    static func asidePath(_ path: String, now: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: now)
+        func two(_ value: Int?) -> String { let text = String(value ?? 0); return text.count < 2 ? "0" + text : text }
+        let base = "\(path).corrupt-\(c.year ?? 0)\(two(c.month))\(two(c.day))T\(two(c.hour))\(two(c.minute))\(two(c.second))Z"
+        var candidate = base
+        var number = 1
+        var info = stat()
+        while lstat(candidate, &info) == 0 {
+            number += 1
+            candidate = "\(base)-\(number)"
+        }
+        return candidate
+    }
+
+    /// A decoding error in a few words.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? DecodingError else { return "\(error)" }
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.isEmpty ? "" : " at " + context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .dataCorrupted(let context):
+            return "not JSON (\(context.debugDescription.trimmingCharacters(in: CharacterSet(charactersIn: "."))))\(path(context))"
+        case .keyNotFound(let key, let context):
+            return "no \"\(key.stringValue)\"\(path(context))"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "\(context.debugDescription.trimmingCharacters(in: CharacterSet(charactersIn: ".")))\(path(context))"
+        @unknown default:
+            return "\(error)"
+        }
     }
 
     public func append(_ entry: HistoryEntry) throws {
@@ -39,10 +106,27 @@ public struct StateJournal: Sendable {
 
     /// Every history entry, oldest first; unreadable lines are skipped.
     public func history() -> [HistoryEntry] {
-        guard let bytes = AtomicFile.read(historyPath) else { return [] }
+        historyLines().entries
+    }
+
+    /// How many non-empty lines of `history.jsonl` are not a history entry
+    /// (a torn write, a hand edit): `history()` and `lastEntry()` skip them.
+    public func unreadableHistoryLines() -> Int {
+        historyLines().unreadable
+    }
+
+    private func historyLines() -> (entries: [HistoryEntry], unreadable: Int) {
+        guard let bytes = AtomicFile.read(historyPath) else { return ([], 0) }
         let decoder = JSONDecoder()
-        return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
-            try? decoder.decode(HistoryEntry.self, from: Data(line))
+        var entries: [HistoryEntry] = []
+        var unreadable = 0
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            if let entry = try? decoder.decode(HistoryEntry.self, from: Data(line)) {
+                entries.append(entry)
+            } else {
+                unreadable += 1
+            }
         }
+        return (entries, unreadable)
     }
 }

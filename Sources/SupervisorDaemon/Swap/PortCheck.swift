@@ -11,9 +11,20 @@ enum PortCheck {
             close(try ListeningSocket.bind("0.0.0.0:\(port)"))
             return nil
         } catch where error.errno == EADDRINUSE {
-            return "held by another process; `ss -ltnp 'sport = :\(port)'` shows which"
+            let holders = self.holders(port: port)
+            guard !holders.isEmpty else {
+                return "held by another process; `ss -ltnp 'sport = :\(port)'` shows which"
+            }
+            return "held by " + holders.map { pid in
+                "pid \(pid)" + (ProcessIdentity.executablePath(of: pid).map { " (\($0))" } ?? "")
+            }.joined(separator: ", ")
         } catch {
             return String(cString: strerror(error.errno))
         }
+    }
+
+    /// The pids listening on `port` (any address, IPv4 or IPv6).
+    static func holders(port: Int) -> [Int32] {
+        ListeningPorts.holders(of: port)
     }
 }

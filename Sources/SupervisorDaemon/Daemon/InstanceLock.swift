@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Another `supervisord` holds this service's lock: this one exits 2
+/// (`supervisord` recognises this error) having read and changed nothing.
+public struct DaemonAlreadyRunning: Error, CustomStringConvertible {
+    public let lockPath: String
+    /// The pid written in the lock file, when it could be read.
+    public let holder: Int32?
+
+    public var description: String {
+        "another supervisord (pid \(holder.map(String.init) ?? "unknown")) is already running for this service (lock \(lockPath)); not starting"
+    }
+}
+
+/// One daemon per service: `<state_dir>/supervisord.lock`, held with
+/// flock(LOCK_EX) for the daemon's whole life and holding its pid. A second
+/// `supervisord` for the same config (started by hand during a swap, say)
+/// finds it held and exits before it reads the journal or touches any file
+/// or socket. The kernel drops the lock when the process dies, however it
+/// dies: a stale file never blocks a restart.
+enum InstanceLock {
+    static func path(stateDirectory: String) -> String { stateDirectory + "/supervisord.lock" }
+
+    /// Takes the lock, or throws `DaemonAlreadyRunning` (`StartError` when the
+    /// file cannot be opened or locked). The descriptor is never closed:
+    /// closing it would release the lock; the process's exit does.
+    static func acquire(stateDirectory: String) throws {
+        let path = path(stateDirectory: stateDirectory)
+        // O_CLOEXEC: no app or hook inherits it (the spawner closes every fd
+        // anyway). A re-exec of supervisord in place (SIGHUP, not built yet)
+        // will want to keep the lock across execve: clear FD_CLOEXEC there and
+        // hand the fd number to the new image, rather than unlock and relock
+        // (a second daemon could slip in between).
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else {
+            throw StartError(description: "cannot open the lock \(path): \(String(cString: strerror(errno)))")
+        }
+        var result: Int32
+        repeat { result = flock(fd, LOCK_EX | LOCK_NB) } while result != 0 && errno == EINTR
+        guard result == 0 else {
+            let reason = errno
+            let holder = readPID(fd)
+            close(fd)
+            if reason == EWOULDBLOCK { throw DaemonAlreadyRunning(lockPath: path, holder: holder) }
+            throw StartError(description: "cannot lock \(path): \(String(cString: strerror(reason)))")
+        }
+        // The pid is only for a second daemon's message: a failure here is not fatal.
+        let text = Array("\(getpid())\n".utf8)
+        if ftruncate(fd, 0) == 0 {
+            _ = pwrite(fd, text, text.count, 0)
+        }
+    }
+
+    static func readPID(_ fd: Int32) -> Int32? {
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let count = pread(fd, &buffer, buffer.count, 0)
+        guard count > 0 else { return nil }
+        return Int32(String(decoding: buffer[0..<count].prefix { $0 >= 0x30 && $0 <= 0x39 }, as: UTF8.self))
+    }
+}
