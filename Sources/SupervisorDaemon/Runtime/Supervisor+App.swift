@@ -85,6 +85,7 @@ extension Supervisor {
     private func completeFirstReady(pid: Int32, port: Int) {
         // Recovery is over (firstReady finished it): no swap is in progress.
         journalState.swap = nil
+        firstStartDone = true
         recordServing(pid: pid, port: port)
         logger.info("ready", metadata: ["pid": "\(pid)", "port": "\(port)"])
         notifier.ready(status: statusLine())

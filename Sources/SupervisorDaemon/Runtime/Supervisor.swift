@@ -61,6 +61,9 @@ public actor Supervisor {
     /// Processes whose exit a job is already waiting for.
     var watchedPIDs: Set<Int32> = []
     var stopWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The first start is over: the proxy points at the app, recovery is
+    /// done, READY=1 was sent. Until then the app counts as starting.
+    var firstStartDone = false
 
     public init(
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), metrics: SupervisorMetrics = SupervisorMetrics(),
@@ -165,7 +168,10 @@ public actor Supervisor {
             lastExit: app.lastExit, proxy: proxy, supervisorPID: getpid())
         if let current = operations.current {
             report.phase = "\(current.action.rawValue):\(current.phase)"
+        } else if report.phase == "running", !firstStartDone {
+            report.phase = "starting"
         }
+        report.state = report.phase
         report.backup = backup
         return report
     }
@@ -190,7 +196,7 @@ public actor Supervisor {
 
     var availability: OperationMachine.AppAvailability {
         switch app.state {
-        case .running: servingInstance() == nil ? .starting : .running
+        case .running: servingInstance() == nil || !firstStartDone ? .starting : .running
         case .idle, .starting, .awaitingHealth, .restartPending: .starting
         case .stopping, .stopped: .down
         }
