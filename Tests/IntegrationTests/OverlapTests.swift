@@ -79,7 +79,11 @@ extension UnderLoad {
             load.finish().expectNothingFailed("nginx 3 overlapping swaps during a warm hold")
         }
 
-        @Test func threeRollbacksAtOnceDuringAWarmHoldFlipOnce() throws {
+        /// `supervisorctl`: three CLI processes started together (exit codes);
+        /// `raw`: three POST /rollback written back to back on connections
+        /// opened beforehand (the tightest overlap a client can produce).
+        @Test(arguments: ["supervisorctl", "raw"])
+        func threeRollbacksAtOnceDuringAWarmHoldFlipOnce(_ client: String) throws {
             let stack = try ProxyStack(.nginx) { $0.extraHealth += "\nwatch = \"60s\"" }
             let before = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
             let v1PID = try #require(before["pid"] as? Int)
@@ -91,12 +95,19 @@ extension UnderLoad {
             try #require(swap.exitCode == 0, "\(swap.stderr)")
             let historyBefore = stack.daemon.historyEntries()?.count ?? 0
 
-            let results = try ctlTogether(stack.daemon, Array(repeating: ["rollback", "--json"], count: 3))
-            let summary = results.enumerated().map { "rollback \($0.offset): \($0.element.brief)" }.joined(separator: "\n")
-            print("overlapping rollbacks during the warm hold:\n\(summary)")
-            #expect(results.filter { $0.exitCode == 0 }.count == 1, "exactly one rollback flips:\n\(summary)")
-            for (index, result) in results.enumerated() where result.exitCode != 0 {
-                Self.expectBusy(result, "rollback \(index)")
+            if client == "raw" {
+                let answers = rawBurst(socket: stack.daemon.socket, "POST /rollback HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", count: 3)
+                let outcomes = answers.map(rawOutcome)
+                print("overlapping raw rollbacks during the warm hold: \(outcomes)")
+                #expect(outcomes.filter { $0 == "ok" }.count == 1 && outcomes.filter { $0 == "busy" }.count == 2, "one flips, two are refused as busy: \(outcomes)")
+            } else {
+                let results = try ctlTogether(stack.daemon, Array(repeating: ["rollback", "--json"], count: 3))
+                let summary = results.enumerated().map { "rollback \($0.offset): \($0.element.brief)" }.joined(separator: "\n")
+                print("overlapping rollbacks during the warm hold:\n\(summary)")
+                #expect(results.filter { $0.exitCode == 0 }.count == 1, "exactly one rollback flips:\n\(summary)")
+                for (index, result) in results.enumerated() where result.exitCode != 0 {
+                    Self.expectBusy(result, "rollback \(index)")
+                }
             }
 
             #expect(stack.proxy.servedVersion() == "v1")
@@ -110,7 +121,7 @@ extension UnderLoad {
             #expect(newEntries.filter { $0["result"] as? String == "ok" }.count == 1, "one rollback recorded: \(newEntries.map { "\($0["action"] ?? "?") \($0["result"] ?? "?")" })")
             expectConsistentChain(history, after: historyBefore, from: "v2", "rollbacks during the warm hold")
 
-            load.finish().expectNothingFailed("nginx 3 overlapping rollbacks during a warm hold")
+            load.finish().expectNothingFailed("nginx 3 overlapping rollbacks (\(client)) during a warm hold")
         }
 
         @Test func rollbacksRacingAnAutomaticRollbackLeaveOneConsistentVersion() throws {
@@ -181,6 +192,14 @@ extension UnderLoad {
                 var serving: String? = "v1"
                 for round in 0..<6 {
                     let label = "watch \(watch) round \(round)"
+                    // With a watch, the round's requests arrive inside a warm
+                    // hold: a swap (alone, it must succeed) opens one first.
+                    var opened = 0
+                    if watch != "0s" {
+                        let (opener, _) = try stack.swap(stack.version("s\(stackIndex)r\(round)open", flags: ["--start-delay-ms", "200"]))
+                        #expect(opener.exitCode == 0, "\(label): the swap that opens the hold: \(opener.brief)")
+                        if opener.exitCode == 0 { opened = 1 }
+                    }
                     let kinds = (0..<3).map { _ in Bool.random(using: &generator) ? "swap" : "rollback" }
                     let commands = kinds.enumerated().map { index, kind in
                         kind == "swap"
@@ -189,7 +208,7 @@ extension UnderLoad {
                     }
                     let results = try ctlTogether(stack.daemon, commands)
                     let codes = zip(kinds, results).map { "\($0.0)=\($0.1.exitCode)" }.joined(separator: " ")
-                    roundSummaries.append("\(label): \(codes)")
+                    roundSummaries.append("\(label)\(opened == 1 ? " (in a hold)" : ""): \(codes)")
                     for (kind, result) in zip(kinds, results) {
                         #expect([0, 1, 4].contains(result.exitCode), "\(label) \(kind): \(result.brief)")
                         if result.exitCode == 1 {
@@ -210,7 +229,7 @@ extension UnderLoad {
 
                     let history = stack.daemon.historyEntries() ?? []
                     let newOK = history.dropFirst(historyCount).filter { $0["result"] as? String == "ok" }.count
-                    #expect(newOK == results.filter { $0.exitCode == 0 }.count, "\(label): \(newOK) new ok history entries for \(codes)")
+                    #expect(newOK == opened + results.filter { $0.exitCode == 0 }.count, "\(label): \(newOK) new ok history entries for \(opened) opening swap + \(codes)")
                     serving = expectConsistentChain(history, after: historyCount, from: serving, label)
                     #expect(serving == onDisk, "\(label): history ends on \(serving ?? "?"), live holds \(onDisk ?? "?")")
                     serving = onDisk
@@ -229,7 +248,8 @@ extension UnderLoad {
                 total.timeouts += report.timeouts
             }
             print("stress rounds (exit codes):\n" + roundSummaries.joined(separator: "\n"))
-            total.expectNothingFailed("stress (12 rounds of 3 overlapping swap/rollback requests; \(roundSummaries.joined(separator: "; ")))")
+            print("LOAD stress: \(total); 12 rounds of 3 overlapping swap/rollback requests, exit codes per round: \(roundSummaries.joined(separator: "; "))")
+            #expect(total.non2xx == 0 && total.socketErrors == 0, "stress: \(total)")
         }
     }
 }

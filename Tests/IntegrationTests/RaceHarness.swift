@@ -132,3 +132,42 @@ func expectConsistentChain(_ entries: [[String: Any]], after skip: Int, from ser
     }
     return current
 }
+
+/// The same HTTP request sent on `count` control-socket connections as close
+/// together as the kernel allows: every connection is opened first, then the
+/// requests are written back to back (microseconds apart, tighter than
+/// separate supervisorctl processes can manage), then each full answer is
+/// read until the daemon closes it.
+func rawBurst(socket path: String, _ request: String, count: Int, timeout: Int = 60) -> [String] {
+    let fds: [Int32] = (0..<count).map { _ in
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return unixSocket(fd, connect, path: path) == 0 ? fd : -1
+    }
+    defer { fds.forEach { if $0 >= 0 { close($0) } } }
+    let bytes = Array(request.utf8)
+    for fd in fds where fd >= 0 {
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    }
+    return fds.map { fd in
+        guard fd >= 0 else { return "connect failed" }
+        var response = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let got = recv(fd, &buffer, buffer.count, 0)
+            if got <= 0 { break }
+            response.append(contentsOf: buffer[0..<got])
+        }
+        return String(decoding: response, as: UTF8.self)
+    }
+}
+
+/// What one raw `/swap` or `/rollback` answer amounts to: "ok" (200 and a
+/// result line with "ok":true), "busy" (409, code busy), or the first line.
+func rawOutcome(_ answer: String) -> String {
+    if answer.hasPrefix("HTTP/1.1 200"), answer.contains("\"ok\":true") { return "ok" }
+    if answer.hasPrefix("HTTP/1.1 409"), answer.contains("\"code\":\"busy\"") { return "busy" }
+    let code = answer.range(of: #""code":"[a-z_]+""#, options: .regularExpression).map { String(answer[$0]) } ?? ""
+    return "other: \(answer.split(separator: "\r\n").first ?? "") \(code)"
+}
