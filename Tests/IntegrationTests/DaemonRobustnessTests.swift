@@ -201,13 +201,14 @@ extension UnderLoad {
             #expect(FileManager.default.createFile(atPath: statePath, contents: Data("{\"phase\": \u{00}\u{01} garbage ]]]".utf8)))
             try stack.daemon.start(environment: stack.proxy.environment)
             let after = stack.daemon.waitUntilRunning()
-            #expect(after != nil, "the daemon starts despite the unreadable state.json: \(stack.daemon.log.suffix(2000))")
+            let logTail = { stack.daemon.log.split(separator: "\n").suffix(12).joined(separator: "\n") }
+            #expect(after != nil, "the daemon starts despite the unreadable state.json: \(logTail())")
 
             let files = (try? FileManager.default.contentsOfDirectory(atPath: stack.daemon.stateDirectory)) ?? []
             let setAside = files.filter { $0.hasPrefix("state.json.corrupt-") }
             #expect(setAside.count == 1, "the unreadable state.json is kept as state.json.corrupt-*: \(files)")
             let errorLines = stack.daemon.log.split(separator: "\n").filter { ($0.contains(" ERROR ") || $0.contains(" CRITICAL ")) && $0.contains("state.json") }
-            #expect(!errorLines.isEmpty, "an error-level log line names state.json: \(stack.daemon.log.suffix(2000))")
+            #expect(!errorLines.isEmpty, "an error-level log line names state.json: \(logTail())")
             if let name = setAside.first {
                 #expect(errorLines.contains { $0.contains(name) }, "the error line names \(name): \(errorLines)")
             }
