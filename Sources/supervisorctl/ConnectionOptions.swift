@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import SupervisorCore
 
 /// Where the daemon is: `--socket`, `--name`, or `SUPERVISOR_SOCKET`.
 struct ConnectionOptions: ParsableArguments {
@@ -59,5 +60,5 @@ struct CLIFailure: Error {
     let exitCode: Int32
     let message: String
     /// The daemon's error code, when it answered with one.
-    var code: String? = nil
+    var code: SupervisorError.Code? = nil
 }

@@ -80,7 +80,7 @@ struct ControlClient {
             let code: Int32 = decoded.error.code == .busy ? 4 : 1
             var message = "\(decoded.error.message) [\(decoded.error.code)]"
             if let phase = decoded.error.phase { message += " (phase: \(phase))" }
-            return CLIFailure(exitCode: code, message: message, code: decoded.error.code.rawValue)
+            return CLIFailure(exitCode: code, message: message, code: decoded.error.code)
         }
         return CLIFailure(exitCode: 1, message: "supervisord answered HTTP \(response.status): \(response.bodyText)")
     }

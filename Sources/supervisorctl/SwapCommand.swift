@@ -124,7 +124,7 @@ enum SwapStreamPrinter {
             stderr("supervisorctl: \(failure.message)")
             if failure.exitCode == 1 {
                 stderr("The previous version is still serving.")
-                if let code = failure.code { stderr("Next: \(hint(for: SwapError.Code(rawValue: code)))") }
+                if let code = failure.code { stderr("Next: \(hint(for: code))") }
             }
             throw ExitCode(failure.exitCode)
         }

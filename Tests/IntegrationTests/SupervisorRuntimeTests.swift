@@ -427,7 +427,7 @@ struct SupervisorRuntimeTests {
             await supervisor.shutdown()
             stopped.open()
         }
-        try await h.waitUntil("stop asked") { await h.request(.rollback).refusal?.code == SwapError.Code.shuttingDown.controlCode }
+        try await h.waitUntil("stop asked") { await h.request(.rollback).refusal?.code == .shuttingDown }
         #expect(h.liveChildren.count == 2, "nothing stopped under the swap")
         h.fakes.health.open()
         #expect(await swap.result()?.ok == true)

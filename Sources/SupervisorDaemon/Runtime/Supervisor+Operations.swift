@@ -36,7 +36,7 @@ extension Supervisor {
             // Inside a warm hold a rollback flips back to the warm instance (and `.bak` is its
             // file); while the lock is held the answer is busy, whatever `.bak` holds by then.
             if operations.busyPhase == nil, operations.state != .holding, access(path, F_OK) != 0 {
-                return .failure(ControlError(SwapError.Code.noBackup.controlCode, "no previous binary to roll back to: \(path) does not exist (nothing has been swapped yet?)"))
+                return .failure(ControlError(.noBackup, "no previous binary to roll back to: \(path) does not exist (nothing has been swapped yet?)"))
             }
         }
         nextTicket += 1
@@ -57,9 +57,9 @@ extension Supervisor {
             let running = operations.current.map { "another \($0.action.rawValue) is in progress (phase \($0.phase))" } ?? "another operation is in progress (phase \(phase))"
             return ControlError(.busy, "\(running); wait for it to finish", phase: phase)
         case .notRunning:
-            return ControlError(SwapError.Code.notRunning.controlCode, "the app is not running (phase \(app.phase)); a swap needs a healthy instance to fall back on. Check `supervisorctl status` and the service log")
+            return ControlError(.notRunning, "the app is not running (phase \(app.phase)); a swap needs a healthy instance to fall back on. Check `supervisorctl status` and the service log")
         case .shuttingDown:
-            return ControlError(SwapError.Code.shuttingDown.controlCode, "supervisord is stopping; nothing was changed")
+            return ControlError(.shuttingDown, "supervisord is stopping; nothing was changed")
         }
     }
 
@@ -157,7 +157,7 @@ extension Supervisor {
         guard let request = requests.removeValue(forKey: ticket) else { return }
         let result = SwapResult(
             ok: false, id: "refused-\(ticket.id)", action: request.action, from: serving, to: BinaryIdentity(sha256: nil, version: nil),
-            pid: process?.pid, port: servingInstance()?.port, error: SwapError(SwapError.Code(rawValue: error.code.rawValue), error.message),
+            pid: process?.pid, port: servingInstance()?.port, error: error,
             failedPhase: .stage, phasesMS: [:], totalMS: (ContinuousClock.now - request.started).milliseconds)
         request.stream.yield(Self.encode(.result(result)))
         request.stream.finish()
@@ -176,8 +176,4 @@ extension Supervisor {
         case .result(let result): ControlJSON.encode(result) + [UInt8(ascii: "\n")]
         }
     }
-}
-
-extension SwapError.Code {
-    var controlCode: ControlError.Code { ControlError.Code(rawValue: rawValue) }
 }

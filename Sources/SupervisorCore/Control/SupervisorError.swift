@@ -1,5 +1,9 @@
-/// Why a swap failed: a code scripts match, a message people act on.
-public struct SwapError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
+/// The one error type of the supervisor, shaped like swift-subprocess's
+/// `SubprocessError`: an extensible code a script can match and a message a
+/// person can act on. A swap's failure, a refused control request and the
+/// CLI's exit code all read the same value. Rendered in JSON as
+/// `{"code":"…","message":"…"}` (plus `"phase"` for `busy`).
+public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
     public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
@@ -36,6 +40,13 @@ public struct SwapError: Error, Sendable, Equatable, Codable, CustomStringConver
         public static let switchBackFailed = Code(rawValue: "switch_back_failed")
         // Commit
         public static let commitFailed = Code(rawValue: "commit_failed")
+        // Control requests
+        public static let badRequest = Code(rawValue: "bad_request")
+        public static let notFound = Code(rawValue: "not_found")
+        public static let methodNotAllowed = Code(rawValue: "method_not_allowed")
+        public static let forbidden = Code(rawValue: "forbidden")
+        /// Another swap, rollback or flip holds the lock (exit 4).
+        public static let busy = Code(rawValue: "busy")
         // Whole-swap
         public static let notRunning = Code(rawValue: "not_running")
         /// The state journal could not be written before a step acted: the swap was undone.
@@ -48,11 +59,31 @@ public struct SwapError: Error, Sendable, Equatable, Codable, CustomStringConver
 
     public let code: Code
     public let message: String
+    /// With `busy`: the phase the running operation is in.
+    public let phase: String?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, phase: String? = nil) {
         self.code = code
         self.message = message
+        self.phase = phase
     }
 
     public var description: String { "\(message) [\(code)]" }
+
+    /// The HTTP status the control API answers this error with.
+    public var httpStatus: Int {
+        switch code {
+        case .badRequest: 400
+        case .forbidden: 403
+        case .notFound: 404
+        case .methodNotAllowed: 405
+        case .busy, .noBackup, .notRunning, .shuttingDown: 409
+        default: 422
+        }
+    }
 }
+
+/// A swap's failure (the same type: `SupervisorError`).
+public typealias SwapError = SupervisorError
+/// A refused control request (the same type: `SupervisorError`).
+public typealias ControlError = SupervisorError
