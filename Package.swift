@@ -46,11 +46,28 @@ let package = Package(
         // The pure core: config model and validation, decisions. Standard library only.
         .target(name: "SupervisorCore", swiftSettings: strict),
 
+        // What the daemon and the CLI share, and the CLI needs without the
+        // daemon's NIO, lifecycle and Prometheus: config loading (TOMLKit), the
+        // control API's JSON, the state directory's files, the binary files
+        // (stage, commit, exchange) and the emergency rollback.
+        .target(
+            name: "SupervisorShared",
+            dependencies: [
+                "SupervisorCore",
+                "SystemBindings",
+                "CSupervisorShims",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+
         // The daemon: adapters (processes, health, proxy, control server) and the runtime.
         .target(
             name: "SupervisorDaemon",
             dependencies: [
                 "SupervisorCore",
+                "SupervisorShared",
                 "SystemBindings",
                 "CSupervisorShims",
                 .product(name: "Logging", package: "swift-log"),
@@ -58,8 +75,6 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
@@ -76,6 +91,7 @@ let package = Package(
             name: "supervisord",
             dependencies: [
                 "SupervisorDaemon",
+                "SupervisorShared",
                 "SupervisorCore",
                 "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -88,7 +104,7 @@ let package = Package(
             name: "supervisorctl",
             dependencies: [
                 "SupervisorCore",
-                "SupervisorDaemon",
+                "SupervisorShared",
                 "CommandLineSupport",
                 "SystemBindings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -114,7 +130,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SupervisorCore", "SupervisorDaemon", "SystemBindings",
+                "SupervisorCore", "SupervisorDaemon", "SupervisorShared", "SystemBindings",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

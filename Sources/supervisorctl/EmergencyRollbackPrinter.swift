@@ -4,7 +4,7 @@ import Glibc
 import ArgumentParser
 import Foundation
 import SupervisorCore
-import SupervisorDaemon
+import SupervisorShared
 
 /// `rollback --emergency`: prints each step as it happens.
 enum EmergencyRollbackPrinter {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import SupervisorCore
-import SupervisorDaemon
+import SupervisorShared
 
 struct SwapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

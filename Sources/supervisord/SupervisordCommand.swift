@@ -6,6 +6,7 @@ import CommandLineSupport
 import Logging
 import SupervisorCore
 import SupervisorDaemon
+import SupervisorShared
 import SystemBindings
 
 @main

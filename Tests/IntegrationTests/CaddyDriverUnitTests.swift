@@ -1,6 +1,7 @@
 import Foundation
 import SupervisorCore
 @testable import SupervisorDaemon
+import SupervisorShared
 import Testing
 
 /// Pure parts of the Caddy driver: rendering and command construction.

@@ -1,6 +1,7 @@
 import Foundation
 import SupervisorCore
 import SupervisorDaemon
+import SupervisorShared
 import Testing
 
 /// The shipped examples stay valid as the config rules change.

@@ -1,6 +1,7 @@
 import Foundation
 import SupervisorCore
 @testable import SupervisorDaemon
+import SupervisorShared
 import SystemBindings
 import Testing
 

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import SupervisorCore
 @testable import SupervisorDaemon
+import SupervisorShared
 import Testing
 
 /// `history.jsonl` and `state.json` when the disk or a crash left them damaged.

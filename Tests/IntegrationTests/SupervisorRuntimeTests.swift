@@ -6,6 +6,7 @@ import Logging
 import Synchronization
 import SupervisorCore
 @testable import SupervisorDaemon
+import SupervisorShared
 import SystemBindings
 import Testing
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Synchronization
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// How an app instance is started and when it counts as ready, in both

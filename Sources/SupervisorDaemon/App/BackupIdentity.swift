@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 
 /// What `<binary>.bak` holds: the `from` of the last committed swap when its
 /// sha256 still matches the file, else the file's own sha256 (and a version

@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// Runs `[app] version_command` against a binary; its first output line is the version.

@@ -1,5 +1,6 @@
 import Foundation
 import SupervisorCore
+import SupervisorShared
 
 /// Routes control requests: status, swap, rollback, history.
 public struct ControlAPI: ControlHandling {

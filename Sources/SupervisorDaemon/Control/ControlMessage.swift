@@ -1,5 +1,6 @@
 import Foundation
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// One request on the control socket.
@@ -43,10 +44,3 @@ public protocol ControlHandling: Sendable {
 
 /// The one JSON style of everything the supervisor writes (responses, NDJSON
 /// lines, state.json, history.jsonl, `--json` output): sorted keys, no escaped slashes.
-public enum ControlJSON {
-    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? Array(encoder.encode(value))) ?? Array(#"{"ok":false}"#.utf8)
-    }
-}

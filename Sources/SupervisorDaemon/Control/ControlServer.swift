@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// HTTP/1.1 on the control unix socket (swift-nio). Each connection's peer

@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// The supervisor daemon: binds the control socket, starts and supervises the

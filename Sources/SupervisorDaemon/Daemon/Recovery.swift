@@ -4,6 +4,7 @@ import Glibc
 import CSupervisorShims
 import Logging
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// Carries out a `RecoveryPlanner` plan at start: gathers the facts from
@@ -87,7 +88,7 @@ struct Recovery: Sendable {
         guard let interrupted = plan.interrupted, let swap = previous?.swap else { return }
         let old = swap.old
         let entry = HistoryEntry(
-            id: interrupted.id, time: Clock.rfc3339Now(), action: interrupted.action, callerUID: nil,
+            id: interrupted.id, time: WallClock.rfc3339Now(), action: interrupted.action, callerUID: nil,
             from: BinaryIdentity(sha256: old?.sha256, version: old?.version),
             to: BinaryIdentity(sha256: swap.stagedSHA256, version: nil), result: .interrupted,
             error: SwapError(

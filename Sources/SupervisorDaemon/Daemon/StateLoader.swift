@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Logging
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// Reads the state journal once at start and says what it could not read.

@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 import Synchronization
 import SystemBindings
 

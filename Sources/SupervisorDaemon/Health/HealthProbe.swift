@@ -1,5 +1,6 @@
 import Foundation
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// One `GET http://127.0.0.1:{port}{path}` over libcurl.

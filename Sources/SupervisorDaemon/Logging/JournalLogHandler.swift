@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import SupervisorShared
 
 /// swift-log to stderr. Under systemd (`JOURNAL_STREAM` set) each line starts
 /// with its syslog priority (`<3>` error … `<7>` debug) so journald files it
@@ -54,5 +55,5 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
-    static func timestamp() -> String { Clock.rfc3339Now() }
+    static func timestamp() -> String { WallClock.rfc3339Now() }
 }

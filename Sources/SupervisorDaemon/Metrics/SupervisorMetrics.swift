@@ -1,5 +1,6 @@
 import Prometheus
 import SupervisorCore
+import SupervisorShared
 import Synchronization
 
 /// The daemon's Prometheus metrics (swift-prometheus), served as text by

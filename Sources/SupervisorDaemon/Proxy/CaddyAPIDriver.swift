@@ -1,5 +1,6 @@
 import Foundation
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// `kind = "caddy-api"`: Caddy runs from JSON config; the upstream object

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// `kind = "caddy"`: the Caddyfile imports the upstream file inside

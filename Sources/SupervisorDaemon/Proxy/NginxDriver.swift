@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// `kind = "nginx"`: the nginx config includes the upstream file inside

@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// Runs a driver's validate and reload commands (argv, with a timeout).

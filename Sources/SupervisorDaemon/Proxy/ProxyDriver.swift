@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 
 /// Points the proxy in front of the app at one instance's port.
 ///

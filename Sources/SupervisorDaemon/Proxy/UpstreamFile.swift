@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 
 /// The file the supervisor owns and the proxy config imports: rendered from
 /// `upstream_template`, written atomically, restorable.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// The app in steady state: `AppMachine` decides (first start, health
@@ -128,7 +129,7 @@ extension Supervisor {
             prepared = launching
             process = child
             processStarted = .now
-            processStartedWall = Clock.now()
+            processStartedWall = WallClock.now()
             logger.info("started app", metadata: ["pid": "\(child.pid)", "port": "\(port)", "binary": "\(executable)"])
             watchExit(of: child)
             for action in actions { performApp(action) }

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Logging
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// A request that holds the lock, or waits for it to be granted: its

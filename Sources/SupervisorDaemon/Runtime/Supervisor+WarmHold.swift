@@ -4,6 +4,7 @@ import Glibc
 import CSupervisorShims
 import Logging
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// `[health] watch`: after a swap the old instance stays alive, out of
@@ -158,7 +159,7 @@ extension Supervisor {
     private func finishFlip(_ ticket: OperationMachine.Ticket?, hold remaining: WarmHold?, result: SwapResult) {
         let callerUID = ticket.flatMap { requests[$0]?.callerUID }
         metrics.recordSwap(result)
-        appendHistory(HistoryEntry(result: result, suffix: "-" + result.action.rawValue, callerUID: callerUID, time: Clock.rfc3339Now()))
+        appendHistory(HistoryEntry(result: result, suffix: "-" + result.action.rawValue, callerUID: callerUID, time: WallClock.rfc3339Now()))
         operationEvent(.flipFinished(ok: result.ok))
         // A window that ran out while the flip ran ends now.
         if !result.ok, let remaining, remaining.windowElapsed { operationEvent(.holdWindowElapsed) }

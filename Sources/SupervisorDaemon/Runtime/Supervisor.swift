@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// The one owner of the service's mutable state: the supervised instance
@@ -120,7 +121,7 @@ public actor Supervisor {
             prepared = nil
             process = child
             processStarted = .now
-            processStartedWall = Clock.now()
+            processStartedWall = WallClock.now()
             logger.notice("re-adopted the running app (no restart)", metadata: ["pid": "\(pid)", "port": "\(port)"])
             watchExit(of: child)
             handleApp(.adopt(pid: pid, port: port))
@@ -163,7 +164,7 @@ public actor Supervisor {
         var report = StatusReport(
             name: config.name, phase: app.phase, pid: pid, port: port, binary: config.app.binary,
             sha256: serving.sha256, version: serving.version,
-            startedAt: pid == nil ? nil : processStartedWall.map { Clock.rfc3339($0, milliseconds: false) },
+            startedAt: pid == nil ? nil : processStartedWall.map { WallClock.rfc3339($0, milliseconds: false) },
             uptimeSeconds: pid == nil ? nil : uptime, restarts: app.restarts,
             lastExit: app.lastExit, proxy: proxy, supervisorPID: getpid())
         if let current = operations.current {
@@ -222,7 +223,7 @@ public actor Supervisor {
         metrics.setServing(version: target.identity.version, sha256: target.identity.sha256)
         process = target.process
         processStarted = .now
-        processStartedWall = Clock.now()
+        processStartedWall = WallClock.now()
         handleApp(.handedOver(pid: target.process.pid, port: target.port))
         recordServing(pid: target.process.pid, port: target.port)
         watchExit(of: target.process)

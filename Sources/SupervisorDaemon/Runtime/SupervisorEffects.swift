@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// The effects whose outcome and timing decide the runtime's paths: the

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SupervisorCore
+import SupervisorShared
 
 /// Checks a staged binary can run on this host before anything starts it:
 /// an ELF file must match the host's class and machine and its interpreter

@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// Step 7: waits until the old instance is quiet, read from the kernel:

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SupervisorCore
+import SupervisorShared
 
 /// A test knob, documented in docs/operations.md: with
 /// `SUPERVISOR_FAULT_EXIT_AT=<phase>` in its environment the daemon exits at

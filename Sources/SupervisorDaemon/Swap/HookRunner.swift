@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// Runs `[hooks]` commands in order, each with a timeout and the

@@ -1,4 +1,5 @@
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// Takes an instance that is out of rotation out of service: waits until it

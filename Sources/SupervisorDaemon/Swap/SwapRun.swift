@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import SupervisorCore
+import SupervisorShared
 import SystemBindings
 
 /// The effects of one swap, in order: asks `SwapMachine` what to do next,
@@ -363,7 +364,7 @@ actor SwapRun {
             }
             context.logger.notice("\(context.action.rawValue) done in \(total) ms", metadata: ["swap.id": "\(context.id)", "pid": "\(newChild?.pid ?? 0)", "port": "\(newPort)"])
         }
-        await context.owner.appendHistory(HistoryEntry(result: result, callerUID: context.callerUID, time: Clock.rfc3339Now()))
+        await context.owner.appendHistory(HistoryEntry(result: result, callerUID: context.callerUID, time: WallClock.rfc3339Now()))
         return result
     }
 

@@ -3,18 +3,18 @@ import Glibc
 #endif
 
 /// Wall-clock times as people and JSON read them.
-enum Clock {
+public enum WallClock {
     /// Seconds since the epoch, with fractions.
-    static func now() -> Double {
+    public static func now() -> Double {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
     /// `2026-11-21T22:05:27.123Z`.
-    static func rfc3339Now() -> String { rfc3339(now(), milliseconds: true) }
+    public static func rfc3339Now() -> String { rfc3339(now(), milliseconds: true) }
 
-    static func rfc3339(_ seconds: Double, milliseconds: Bool) -> String {
+    public static func rfc3339(_ seconds: Double, milliseconds: Bool) -> String {
         var moment = tm()
         var whole = time_t(seconds.rounded(.down))
         gmtime_r(&whole, &moment)

@@ -8,7 +8,7 @@ public enum ProcessEnvironment {
     /// How an app instance is started: the daemon's environment without
     /// systemd's per-process variables (they describe the daemon, not the
     /// app), plus `[app] env` and `PORT`.
-    static func appSpawnRequest(executable: String, config: AppConfig, port: Int) -> SpawnRequest {
+    public static func appSpawnRequest(executable: String, config: AppConfig, port: Int) -> SpawnRequest {
         var environment = current()
         for key in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
             environment[key] = nil

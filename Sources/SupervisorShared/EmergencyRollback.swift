@@ -43,7 +43,7 @@ public struct EmergencyRollback: Sendable {
 
         let journal = StateJournal(directory: config.stateDirectory)
         let entry = HistoryEntry(
-            id: "emergency-\(Int(Clock.now()))-\(getpid())", time: Clock.rfc3339Now(), action: .emergencyRollback,
+            id: "emergency-\(Int(WallClock.now()))-\(getpid())", time: WallClock.rfc3339Now(), action: .emergencyRollback,
             callerUID: callerUID, from: before, to: after, result: .ok, error: nil, phasesMS: [:],
             totalMS: (ContinuousClock.now - started).milliseconds)
         do {
