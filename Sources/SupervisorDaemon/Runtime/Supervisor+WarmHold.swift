@@ -69,7 +69,7 @@ extension Supervisor {
         logger.info("warm hold over: old instance (pid \(hold.old.process.pid)) \(result)")
         self.hold = nil
         do {
-            try writeJournal(swap: nil, serving: nil)
+            try await writeJournal(swap: nil, serving: nil)
         } catch {
             logger.error("cannot write the state journal \(journal.statePath): \(error)")
         }
@@ -99,7 +99,7 @@ extension Supervisor {
             stagedSHA256: hold.new.identity.sha256, newStartTime: newRecord.startTime, old: oldRecord)
         var outcome: Result<Void, SwapError>
         do {
-            try writeJournal(swap: flipRecord, serving: oldRecord)
+            try await writeJournal(swap: flipRecord, serving: oldRecord)
             FaultInjection.exitIfRequested(at: .flip)
             outcome = .success(())
         } catch {
@@ -119,8 +119,8 @@ extension Supervisor {
             let watchRecord = JournalState.SwapInProgress(
                 id: hold.id, action: hold.action, phase: .watch, newPort: hold.new.port, newPID: hold.new.process.pid,
                 stagedSHA256: hold.new.identity.sha256, newStartTime: newRecord.startTime, old: oldRecord)
-            try? writeJournal(swap: watchRecord, serving: newRecord)
-            finishFlip(ticket, hold: hold, result: SwapResult(
+            try? await writeJournal(swap: watchRecord, serving: newRecord)
+            await finishFlip(ticket, result: SwapResult(
                 ok: false, id: hold.id, action: action, from: from, to: to, pid: hold.new.process.pid, port: hold.new.port,
                 error: error, failedPhase: .flip, phasesMS: [:], totalMS: (ContinuousClock.now - started).milliseconds))
             return
@@ -140,11 +140,11 @@ extension Supervisor {
         report("stopped the new instance (pid \(hold.new.process.pid)): \(stopped)")
         self.hold = nil
         do {
-            try writeJournal(swap: nil, serving: nil)
+            try await writeJournal(swap: nil, serving: nil)
         } catch {
             logger.error("cannot write the state journal \(journal.statePath): \(error)")
         }
-        finishFlip(ticket, hold: nil, result: SwapResult(
+        await finishFlip(ticket, result: SwapResult(
             ok: true, id: hold.id, action: action, from: from, to: to, pid: hold.old.process.pid, port: hold.old.port, error: nil,
             failedPhase: nil, phasesMS: ["switch": (switched - started).milliseconds, "stop": (ContinuousClock.now - switched).milliseconds],
             totalMS: (ContinuousClock.now - started).milliseconds))
@@ -156,13 +156,13 @@ extension Supervisor {
         }
     }
 
-    private func finishFlip(_ ticket: OperationMachine.Ticket?, hold remaining: WarmHold?, result: SwapResult) {
+    private func finishFlip(_ ticket: OperationMachine.Ticket?, result: SwapResult) async {
         let callerUID = ticket.flatMap { requests[$0]?.callerUID }
         metrics.recordSwap(result)
-        appendHistory(HistoryEntry(result: result, suffix: "-" + result.action.rawValue, callerUID: callerUID, time: WallClock.rfc3339Now()))
+        await appendHistory(HistoryEntry(result: result, suffix: "-" + result.action.rawValue, callerUID: callerUID, time: WallClock.rfc3339Now()))
         operationEvent(.flipFinished(ok: result.ok))
         // A window that ran out while the flip ran ends now.
-        if !result.ok, let remaining, remaining.windowElapsed { operationEvent(.holdWindowElapsed) }
+        if !result.ok, hold?.windowElapsed == true { operationEvent(.holdWindowElapsed) }
         notifier.ready(status: statusLine())
         if let ticket, let request = requests.removeValue(forKey: ticket) {
             request.stream.yield(Self.encode(.result(result)))

@@ -25,6 +25,7 @@ public actor Supervisor {
     let driver: any ProxyDriver
     let journal: StateJournal
     let effects: SupervisorEffects
+    let journalWriter: JournalWriter
     /// First start only, once the app is healthy and before READY=1: the
     /// daemon points the proxy at it and finishes recovery here.
     let firstReady: @Sendable (_ port: Int) async -> Void
@@ -72,6 +73,7 @@ public actor Supervisor {
         effects: SupervisorEffects? = nil, firstReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
         self.effects = effects ?? .live(config: config, journal: journal)
+        self.journalWriter = JournalWriter(effects: self.effects)
         self.config = config
         self.logger = logger
         self.notifier = notifier
@@ -240,10 +242,10 @@ public actor Supervisor {
 
     /// Records a swap's phase (and who serves) before it acts; throws when
     /// the file cannot be written.
-    func writeJournal(swap: JournalState.SwapInProgress?, serving: JournalState.Instance?) throws {
+    func writeJournal(swap: JournalState.SwapInProgress?, serving: JournalState.Instance?) async throws {
         journalState.swap = swap
         if let serving { journalState.serving = serving }
-        try effects.writeState(journalState)
+        try await journalWriter.write(journalState)
     }
 
     /// The serving instance as the journal keeps it (identity from /proc).
@@ -260,17 +262,14 @@ public actor Supervisor {
 
     func recordServing(pid: Int32, port: Int) {
         journalState.serving = servingRecord(pid: pid, port: port)
-        do {
-            try effects.writeState(journalState)
-        } catch {
+        journalWriter.writeLater(journalState) { [logger, journal] error in
             logger.error("cannot write the state journal \(journal.statePath): \(error)")
         }
     }
 
-    func appendHistory(_ entry: HistoryEntry) {
-        do {
-            try effects.appendHistory(entry)
-        } catch {
+    /// Appends to `history.jsonl`; returns once the line is written (a caller hears its result after).
+    func appendHistory(_ entry: HistoryEntry) async {
+        await journalWriter.append(entry) { [logger, journal] error in
             logger.error("cannot append to history \(journal.historyPath): \(error)")
         }
     }
