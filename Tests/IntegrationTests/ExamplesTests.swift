@@ -23,6 +23,32 @@ import Testing
         _ = try ConfigLoader.parse(path: path, environment: [:]).get()
     }
 
+    /// Every path the README's layout table names exists in the tree (paths
+    /// in the first column; files and folders named in the second one that
+    /// look like paths of the tree), and every source folder is named.
+    @Test func readmeLayoutTableMatchesTheTree() throws {
+        let readme = try String(contentsOfFile: Repository.path("README.md"), encoding: .utf8)
+        let section = try #require(readme.components(separatedBy: "## Layout").last)
+        let rows = section.split(separator: "\n").filter { $0.hasPrefix("| `") }
+        #expect(rows.count > 10)
+        var named: [String] = []
+        for row in rows {
+            let first = row.split(separator: "|", omittingEmptySubsequences: true).first ?? ""
+            let paths = first.components(separatedBy: "`").enumerated().filter { $0.offset % 2 == 1 }.map { $0.element.hasSuffix("/") ? String($0.element.dropLast()) : $0.element }
+            for path in paths {
+                // `Sources/SupervisorDaemon/Control/`, `Daemon/`: a short name sits beside the row's first path.
+                let beside = (paths[0].components(separatedBy: "/").dropLast() + [path]).joined(separator: "/")
+                let full = FileManager.default.fileExists(atPath: Repository.path(path)) ? path : beside
+                named.append(full)
+                #expect(FileManager.default.fileExists(atPath: Repository.path(full)), "README layout names \(path), which does not exist")
+            }
+        }
+        let sources = try FileManager.default.contentsOfDirectory(atPath: Repository.path("Sources"))
+        for target in sources {
+            #expect(named.contains { $0 == "Sources/\(target)" || $0.hasPrefix("Sources/\(target)/") }, "README layout does not name Sources/\(target)")
+        }
+    }
+
     /// Caddy itself accepts Caddyfile.example (both sites: the upstream file
     /// supervisord owns, and the fixed upstream of socket-handoff mode).
     @Test func caddyfileExampleAdapts() throws {
