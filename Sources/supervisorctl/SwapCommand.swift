@@ -162,28 +162,32 @@ enum SwapStreamPrinter {
     }
 
     static func hint(for code: SwapError.Code?) -> String {
-        switch code?.rawValue {
-        case "binary_not_found", "binary_not_regular", "binary_not_executable", "binary_empty":
+        switch code {
+        case .binaryNotFound?, .binaryNotRegular?, .binaryNotExecutable?, .binaryEmpty?:
             return "check the path you gave (ls -l it); it must be an executable file."
-        case "app_exited", "health_timeout":
+        case .appExited?, .healthTimeout?:
             return "read the new binary's output in the service log (journalctl -u supervisor@NAME), fix it, and swap again."
-        case "port_in_use":
+        case .portInUse?:
             return "find what holds the side port (ss -ltnp) and stop it, or change [app] ports."
-        case "preflight_failed":
+        case .preflightFailed?:
             return "run the preflight command by hand against the new binary to see why it fails."
-        case "hook_failed":
+        case .hookFailed?:
             return "the hook's output is above; fix the hook (or what it checks) and swap again."
-        case "stage_failed":
-            return "check free space and permissions in the binary's directory and in state_dir (df -h, ls -ld)."
-        case "start_failed":
+        case .stageFailed?:
+            return "check free space and permissions in the binary's directory (df -h, ls -ld)."
+        case .journalFailed?:
+            return "check free space and permissions of state_dir (df -h, ls -ld); nothing was changed."
+        case .startFailed?:
             return "the new binary could not be executed; check its format and permissions."
-        case "no_backup":
+        case .noBackup?:
             return "nothing was swapped yet; swap to the binary you want instead."
-        case "not_running":
+        case .notRunning?:
             return "supervisorctl status and the service log say why the app is down; if the live binary is the problem: supervisorctl rollback --emergency --config FILE."
-        case "switch_back_failed":
+        case .shuttingDown?:
+            return "supervisord is stopping; ask again once the service is back (systemctl status supervisor@NAME)."
+        case .switchBackFailed?:
             return "fix the proxy (the message says what failed), then `systemctl restart supervisor@NAME`: the restarted supervisor keeps the running app and points the proxy at it."
-        case "proxy_write_failed", "proxy_validate_failed", "proxy_reload_failed", "proxy_not_confirmed":
+        case .proxyWriteFailed?, .proxyValidateFailed?, .proxyReloadFailed?, .proxyNotConfirmed?:
             return "check the proxy (is it running? does its config validate?) and its admin endpoint; then swap again."
         default:
             return "see `supervisorctl status` and the service log."

@@ -73,6 +73,8 @@ struct SupervisorRuntimeTests {
         /// The journal write to fail: the swap phase it records (nil: none fail).
         let failJournalAt = Mutex<SwapPhase?>(nil)
         let journalFailures = Mutex(0)
+        /// Every `state.json` written, in order.
+        let written = Mutex<[JournalState]>([])
 
         func effects(journal: StateJournal) -> SupervisorEffects {
             SupervisorEffects(
@@ -91,6 +93,7 @@ struct SupervisorRuntimeTests {
                         self.journalFailures.withLock { $0 += 1 }
                         throw JournalWriteFailure()
                     }
+                    self.written.withLock { $0.append(state) }
                     try journal.write(state)
                 },
                 appendHistory: { entry in try journal.append(entry) },
@@ -146,10 +149,20 @@ struct SupervisorRuntimeTests {
             journal = StateJournal(directory: config.stateDirectory)
             try journal.prepare()
             supervisor = Supervisor(
-                config: config, logger: Logger(label: "runtime-test") { _ in SwiftLogNoOpLogHandler() },
+                config: config, logger: Self.logger(token),
                 journal: journal, initialState: nil, driver: proxy, effects: fakes.effects(journal: journal))
             let supervisor = self.supervisor
             effectsTask = Task { await supervisor.runEffects() }
+        }
+
+        /// Silent, unless RUNTIME_TEST_LOG is set (then on stdout, one label per harness).
+        static func logger(_ token: String) -> Logger {
+            guard ProcessInfo.processInfo.environment["RUNTIME_TEST_LOG"] != nil else {
+                return Logger(label: "runtime-test") { _ in SwiftLogNoOpLogHandler() }
+            }
+            var logger = Logger(label: "runtime-\(token)") { StreamLogHandler.standardOutput(label: $0) }
+            logger.logLevel = .debug
+            return logger
         }
 
         deinit {
@@ -180,11 +193,13 @@ struct SupervisorRuntimeTests {
         }
 
         func waitUntil(_ what: String = "condition", _ condition: () async -> Bool) async throws {
-            for _ in 0..<1000 {
+            // A generous bound that only stops a hang (tests of this suite run side by side).
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
                 if await condition() { return }
                 try await Task.sleep(for: .milliseconds(5))
             }
-            Issue.record("timed out waiting for \(what)")
+            Issue.record("timed out waiting for \(what): \(await status())")
         }
 
         /// Sends a request; nil result line when refused at once (with the refusal).
@@ -411,6 +426,57 @@ struct SupervisorRuntimeTests {
         #expect(processExists(oldPID), "kept warm")
         #expect(await h.request(.rollback).result()?.ok == true, "and the flip back works")
         #expect(await h.status().pid == oldPID)
+    }
+
+    /// Recovery undoes phases up to the switch: no write of those phases may name the new instance as serving.
+    @Test func theJournalNeverPairsAnUndoPhaseWithTheNewInstanceServing() async throws {
+        let h = try Harness()
+        try await h.startAndWaitRunning()
+        let oldPID = try #require(await h.status().pid)
+        #expect(await h.request(.swap, try h.release("v2")).result()?.ok == true)
+        let undoPhases: Set<SwapPhase> = [.stage, .preflight, .start, .health, .switch]
+        let writes = h.fakes.written.withLock { $0 }
+        #expect(writes.contains { $0.swap?.phase == .drain && $0.serving?.pid != oldPID }, "the drain's write names the new instance")
+        for state in writes where undoPhases.contains(state.swap?.phase ?? .done) {
+            #expect(state.serving?.pid == oldPID, "phase \(state.swap!.phase) written with serving pid \(state.serving?.pid ?? 0)")
+        }
+    }
+
+    /// The warm old instance died in the hold: a rollback cannot flip to it; nothing points at a dead instance.
+    @Test func aRollbackAfterTheWarmOldInstanceDiedDoesNotFlipToIt() async throws {
+        let h = try Harness(watch: "60s")
+        try await h.startAndWaitRunning()
+        let oldPID = try #require(await h.status().pid)
+        let v1 = h.bytes(h.binary)
+        #expect(await h.request(.swap, try h.release("v2")).result()?.ok == true)
+        let newPort = h.proxy.port.withLock { $0 }
+        kill(oldPID, SIGKILL)
+        try await h.waitUntil("old gone") { !processExists(oldPID) }
+        // The hold may be ending right now (the watch saw the death): busy, as a pipeline would, ask again.
+        var outcome = await h.request(.rollback)
+        while let refusal = outcome.refusal {
+            #expect(refusal.code == .busy && refusal.phase == "watch", "\(refusal)")
+            try await Task.sleep(for: .milliseconds(10))
+            outcome = await h.request(.rollback)
+        }
+        let result = try #require(await outcome.result())
+        try await h.waitUntil("settled") { await h.status().phase == "running" }
+        let status = await h.status()
+        #expect(status.pid != oldPID)
+        if result.ok {
+            // The watch saw it first and ended the hold: an ordinary rollback to .bak.
+            #expect(h.bytes(h.binary) == v1)
+            #expect(h.proxy.port.withLock { $0 } != newPort)
+        } else {
+            #expect(result.error?.code == .notRunning && result.error?.message.contains("nothing warm to flip back to") == true, "\(result)")
+            #expect(h.proxy.port.withLock { $0 } == newPort, "the proxy still points at the serving new instance")
+        }
+        // The ordinary rollback opened a hold of its own (watch is on): the instance it replaced stays warm.
+        let expected = result.ok ? 2 : 1
+        try await h.waitUntil("\(expected) instance(s)") { h.liveChildren.count == expected && h.liveChildren.contains(status.pid ?? 0) }
+        #expect(h.proxy.port.withLock { $0 } == status.port, "the proxy points at the serving instance")
+        // Either way the lock is free and a later rollback works.
+        #expect(await h.request(.rollback).result()?.ok == true)
     }
 
     // MARK: - Shutdown

@@ -133,6 +133,13 @@ import Testing
 }
 
 @Suite struct SwapMachineWarmHoldTests {
+    @Test func aFailedCommitInWarmModeStopsTheOldInstanceInsteadOfHolding() {
+        var machine = SwapMachine(warmHold: true)
+        for event in [SwapMachine.Event.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched] { _ = machine.handle(event) }
+        let error = SwapError(.commitFailed, "read-only")
+        #expect(machine.handle(.failed(error)) == [.journal(.done), .retireOld, .finish(.failed(error, phase: .commit))])
+    }
+
     @Test func warmHoldCommitsWithoutStoppingTheOldInstance() {
         var machine = SwapMachine(warmHold: true)
         let steps = [SwapMachine.Event.begin, .staged, .preflightPassed, .beforeStartHooksPassed, .newStarted, .newHealthy, .switched, .committed]

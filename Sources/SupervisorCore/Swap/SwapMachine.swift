@@ -63,6 +63,10 @@ public struct SwapMachine: Sendable, Equatable {
         case commitBinaries
         /// Warm hold: keep the old instance alive out of rotation and watch the new one.
         case startWarmHold
+        /// Drain and stop the old instance, whatever comes of it (a warm-hold
+        /// swap whose commit failed: no hold starts, and the old instance,
+        /// out of rotation, must not be left running).
+        case retireOld
         case stopNew
         case removeStaged
         case finish(Outcome)
@@ -183,9 +187,10 @@ public struct SwapMachine: Sendable, Equatable {
             return enter(.commit, .commitBinaries)
         case .commit:
             // The new instance serves but files are not where they should be: say so loudly.
+            // In warm mode the old instance was not stopped yet: no hold starts, so it goes.
             failure = (error, current)
             phase = .done
-            return journaled(.done, then: [.finish(.failed(error, phase: current))])
+            return journaled(.done, then: (warmHold ? [.retireOld] : []) + [.finish(.failed(error, phase: current))])
         case .revert, .done, .watch, .flip:
             return []
         }

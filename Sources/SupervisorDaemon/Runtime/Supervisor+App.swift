@@ -43,7 +43,8 @@ extension Supervisor {
             recordServing(pid: pid, port: port)
             logger.notice("app is healthy again after restart", metadata: ["pid": "\(pid)", "port": "\(port)", "restarts": "\(restarts)"])
             notifier.status(statusLine())
-            perform(operations.handle(.appReady))
+            // Until the first start is over (recovery still running), nothing may start a swap.
+            if firstStartDone { perform(operations.handle(.appReady)) }
 
         case .scheduleRestart(let delay, let reason):
             logger.warning("app stopped unexpectedly: \(reason); restarting in \(delay.humanReadable)", metadata: ["restarts": "\(app.restarts)"])
@@ -84,11 +85,17 @@ extension Supervisor {
     }
 
     private func completeFirstReady(pid: Int32, port: Int) {
-        // Recovery is over (firstReady finished it): no swap is in progress.
+        // Recovery is over (firstReady finished it): no swap is in progress,
+        // none could start before this (requests waited for it).
         journalState.swap = nil
         firstStartDone = true
-        recordServing(pid: pid, port: port)
-        logger.info("ready", metadata: ["pid": "\(pid)", "port": "\(port)"])
+        // The app may have crashed and restarted while firstReady ran: record who serves now.
+        guard let current = servingInstance() else {
+            logger.warning("the app is not running at the end of its first start (it exited meanwhile); READY=1 waits for its restart", metadata: ["pid": "\(pid)"])
+            return
+        }
+        recordServing(pid: current.process.pid, port: current.port)
+        logger.info("ready", metadata: ["pid": "\(current.process.pid)", "port": "\(current.port)"])
         notifier.ready(status: statusLine())
         perform(operations.handle(.appReady))
     }
@@ -106,6 +113,9 @@ extension Supervisor {
             return
         }
         let request = launching.request
+        spawnCount += 1
+        let number = spawnCount
+        pendingSpawn = number
         launchJob {
             let outcome: Result<ChildProcess, SpawnFailure>
             do throws(SpawnError) {
@@ -113,11 +123,20 @@ extension Supervisor {
             } catch {
                 outcome = .failure(SpawnFailure(error.description))
             }
-            await self.spawnFinished(outcome, port: port, executable: executable, launching: launching)
+            await self.spawnFinished(outcome, number: number, port: port, executable: executable, launching: launching)
         }
     }
 
-    private func spawnFinished(_ outcome: Result<ChildProcess, SpawnFailure>, port: Int, executable: String, launching: AppLaunch.Prepared?) {
+    private func spawnFinished(_ outcome: Result<ChildProcess, SpawnFailure>, number: Int? = nil, port: Int, executable: String, launching: AppLaunch.Prepared?) {
+        if let number, pendingSpawn != number {
+            // Supervision moved on (a hand-over) or a newer spawn began meanwhile.
+            if case .success(let child) = outcome {
+                logger.warning("stopping the instance just started: supervision moved on meanwhile", metadata: ["pid": "\(child.pid)"])
+                child.signal(SIGKILL)
+            }
+            return
+        }
+        pendingSpawn = nil
         switch outcome {
         case .success(let child):
             let actions = app.handle(.spawned(pid: child.pid))
@@ -143,7 +162,8 @@ extension Supervisor {
     func watchExit(of child: ChildProcess) {
         guard watchedPIDs.insert(child.pid).inserted else { return }
         launchJob {
-            let status = await child.waitForExit() ?? .unknown
+            // nil: this wait was cancelled (the daemon is going away), not an exit.
+            guard let status = await child.waitForExit() else { return }
             await self.processExited(child, status: status)
         }
     }

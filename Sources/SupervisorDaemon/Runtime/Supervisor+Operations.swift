@@ -105,7 +105,10 @@ extension Supervisor {
     // MARK: - Swaps
 
     private func startSwap(_ pending: OperationMachine.Pending) {
-        guard let request = requests[pending.ticket] else { return }
+        guard let request = requests[pending.ticket] else {
+            operationEvent(.swapFinished(pending.ticket, warmHold: false))
+            return
+        }
         guard let old = servingInstance() else {
             // The serving instance went away between the grant and now (a crash during the hold's end).
             endRequest(pending.ticket, error: controlError(.notRunning))
@@ -146,11 +149,20 @@ extension Supervisor {
         operationEvent(.swapFinished(ticket, warmHold: holding))
         if holding, let hold { watch(hold) }
         // systemd hears READY=1 before the caller hears the result.
-        notifier.ready(status: statusLine())
+        announceReadyUnlessStopping()
         if let request = requests.removeValue(forKey: ticket) {
             request.stream.yield(Self.encode(.result(result)))
             request.stream.finish()
         }
+    }
+
+    /// READY=1 after an operation (systemd showed RELOADING=1), unless a stop began: STOPPING=1 stands.
+    func announceReadyUnlessStopping() {
+        switch operations.state {
+        case .stopping, .stopped: return
+        default: if operations.shutdownPending { return }
+        }
+        notifier.ready(status: statusLine())
     }
 
     /// Ends a claimed request with a failure line (exit 1 for the client).

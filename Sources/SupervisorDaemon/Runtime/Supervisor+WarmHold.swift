@@ -25,6 +25,11 @@ extension Supervisor {
             var failures = 0
             var exitReported = false
             while ContinuousClock.now < deadline, await self.isHolding(hold.id) {
+                if let status = hold.old.process.exitStatus {
+                    // Nothing warm to flip back to: the hold is over (a rollback is an ordinary one now).
+                    await self.oldInstanceGone(hold.id, status)
+                    return
+                }
                 if let status = hold.new.process.exitStatus {
                     if !exitReported {
                         exitReported = true
@@ -51,6 +56,12 @@ extension Supervisor {
 
     private func isHolding(_ id: String) -> Bool {
         hold?.id == id
+    }
+
+    private func oldInstanceGone(_ id: String, _ status: ExitStatus) {
+        guard hold?.id == id else { return }
+        logger.warning("warm hold: the old instance (pid \(hold?.old.process.pid ?? 0)) \(status); the hold ends, a rollback now starts \(config.app.binary).bak")
+        holdWindowElapsed(id)
     }
 
     private func holdWindowElapsed(_ id: String) {
@@ -81,7 +92,10 @@ extension Supervisor {
     /// is journalled before it acts (recovery finishes it the same way).
     func flip(_ ticket: OperationMachine.Ticket?, _ action: SwapAction, reason: String?) async {
         guard let hold else {
-            operationEvent(.flipFinished(ok: false))
+            await finishFlip(ticket, result: SwapResult(
+                ok: false, id: "flip", action: action, from: serving, to: backup ?? BinaryIdentity(sha256: nil, version: nil), pid: process?.pid,
+                port: servingInstance()?.port, error: SwapError(.notRunning, "the warm hold is over; nothing was changed"), failedPhase: .flip,
+                phasesMS: [:], totalMS: 0))
             return
         }
         let started = ContinuousClock.now
@@ -98,6 +112,15 @@ extension Supervisor {
             id: hold.id, action: action, phase: .flip, newPort: hold.new.port, newPID: hold.new.process.pid,
             stagedSHA256: hold.new.identity.sha256, newStartTime: newRecord.startTime, old: oldRecord)
         var outcome: Result<Void, SwapError>
+        if let status = hold.old.process.exitStatus {
+            // Nothing to flip back to: the hold ends; the new version keeps serving.
+            self.hold?.windowElapsed = true
+            await finishFlip(ticket, result: SwapResult(
+                ok: false, id: hold.id, action: action, from: from, to: to, pid: hold.new.process.pid, port: hold.new.port,
+                error: SwapError(.notRunning, "the old instance (pid \(hold.old.process.pid)) \(status) during the warm hold: there is nothing warm to flip back to, and the new version keeps serving; `supervisorctl rollback` again starts \(config.app.binary).bak the ordinary way"),
+                failedPhase: .flip, phasesMS: [:], totalMS: (ContinuousClock.now - started).milliseconds))
+            return
+        }
         do {
             try await writeJournal(swap: flipRecord, serving: oldRecord)
             FaultInjection.exitIfRequested(at: .flip)
@@ -134,7 +157,8 @@ extension Supervisor {
             report("\(binary) and \(binary).bak traded places: the old binary is live again")
             backupChanged(to: hold.new.identity)
         } else {
-            report("warning: could not exchange \(binary) and \(binary).bak: \(String(cString: strerror(errno)))")
+            report("warning: could not exchange \(binary) and \(binary).bak: \(String(cString: strerror(errno))); a restart of the app starts \(binary).bak")
+            uncommittedExecutable = BinaryCommitter.backupPath(for: binary)
         }
         let stopped = await InstanceRetirer(config: config, drain: effects.drain).retire(hold.new.process, port: hold.new.port)
         report("stopped the new instance (pid \(hold.new.process.pid)): \(stopped)")
@@ -144,16 +168,20 @@ extension Supervisor {
         } catch {
             logger.error("cannot write the state journal \(journal.statePath): \(error)")
         }
-        await finishFlip(ticket, result: SwapResult(
-            ok: true, id: hold.id, action: action, from: from, to: to, pid: hold.old.process.pid, port: hold.old.port, error: nil,
-            failedPhase: nil, phasesMS: ["switch": (switched - started).milliseconds, "stop": (ContinuousClock.now - switched).milliseconds],
-            totalMS: (ContinuousClock.now - started).milliseconds))
+        let stoppedAt = ContinuousClock.now
         if !config.hooks.onRollback.isEmpty {
+            // Inside the lock, like a swap's hooks: the next operation does not overlap it.
             let facts = HookRunner.Facts(
                 action: action, phase: .done, oldBinary: binary, newBinary: nil,
                 oldSHA256: from.sha256, newSHA256: to.sha256, oldVersion: from.version, newVersion: to.version, error: nil)
-            _ = await HookRunner(config: config).run(.onRollback, facts) { line in say("on_rollback: \(line)") }
+            if let error = await HookRunner(config: config).run(.onRollback, facts, onLine: { line in say("on_rollback: \(line)") }) {
+                report("warning: \(error.message)")
+            }
         }
+        await finishFlip(ticket, result: SwapResult(
+            ok: true, id: hold.id, action: action, from: from, to: to, pid: hold.old.process.pid, port: hold.old.port, error: nil,
+            failedPhase: nil, phasesMS: ["switch": (switched - started).milliseconds, "stop": (stoppedAt - switched).milliseconds],
+            totalMS: (ContinuousClock.now - started).milliseconds))
     }
 
     private func finishFlip(_ ticket: OperationMachine.Ticket?, result: SwapResult) async {
@@ -163,7 +191,7 @@ extension Supervisor {
         operationEvent(.flipFinished(ok: result.ok))
         // A window that ran out while the flip ran ends now.
         if !result.ok, hold?.windowElapsed == true { operationEvent(.holdWindowElapsed) }
-        notifier.ready(status: statusLine())
+        announceReadyUnlessStopping()
         if let ticket, let request = requests.removeValue(forKey: ticket) {
             request.stream.yield(Self.encode(.result(result)))
             request.stream.finish()

@@ -66,6 +66,10 @@ public actor Supervisor {
     /// The first start is over: the proxy points at the app, recovery is
     /// done, READY=1 was sent. Until then the app counts as starting.
     var firstStartDone = false
+    /// The spawn under way (its number), if any: a spawn that finishes after
+    /// supervision moved on, or after a newer spawn began, is discarded.
+    var pendingSpawn: Int?
+    var spawnCount = 0
 
     public init(
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), metrics: SupervisorMetrics = SupervisorMetrics(),
@@ -226,8 +230,17 @@ public actor Supervisor {
         process = target.process
         processStarted = .now
         processStartedWall = WallClock.now()
+        // A spawn still under way (a restart of the replaced instance) is not wanted any more.
+        pendingSpawn = nil
         handleApp(.handedOver(pid: target.process.pid, port: target.port))
-        recordServing(pid: target.process.pid, port: target.port)
+        if journalState.swap == nil {
+            recordServing(pid: target.process.pid, port: target.port)
+        } else {
+            // A swap or flip is journalled: its next write names who serves, with its phase,
+            // in one atomic write (a separate write here would pair the new serving
+            // instance with a phase recovery undoes).
+            journalState.serving = servingRecord(pid: target.process.pid, port: target.port)
+        }
         watchExit(of: target.process)
         notifier.status(statusLine())
     }

@@ -112,6 +112,10 @@ actor SwapRun {
                     new: Instance(process: newChild, port: newPort, identity: newIdentityFacts)))
             }
             return nil
+        case .retireOld:
+            let stopped = await InstanceRetirer(config: context.config, drain: context.effects.drain).retire(old.process, port: old.port)
+            progress(.done, "no warm hold: stopped the old instance (pid \(old.process.pid)): \(stopped)")
+            return nil
         case .stopNew:
             await stopNew()
             return .newStopped
