@@ -73,7 +73,14 @@ public struct Daemon: Sendable {
         ]
         let group = ServiceGroup(
             configuration: .init(
-                services: services.map { .init(service: $0) },
+                // Should the control server or the watchdog end (an error), the group shuts down
+                // gracefully: the app service finishes what runs and stops the app, never cancelled
+                // under a swap. The app service ends last, once the app has stopped.
+                services: services.map { service in
+                    service is AppService
+                        ? .init(service: service)
+                        : .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+                },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
