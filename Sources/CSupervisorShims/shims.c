@@ -225,7 +225,13 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
     return pid;
 }
 
-static int query_family(int nl, int family, uint16_t port, int *connections, uint32_t *min_idle_ms) {
+/* One sock_diag dump: every TCP socket of `family` in `states` (a bit mask of
+ * TCP states; the kernel filters) whose local port is `port`, each handed to
+ * `each` with its attributes. 0 when the dump ended, -1 with errno. */
+typedef void (*diag_visitor)(struct inet_diag_msg *msg, struct rtattr *attrs, int attrs_len, void *context);
+
+static int sock_diag_dump(int nl, int family, uint32_t states, uint8_t extensions, uint16_t port,
+                          diag_visitor each, void *context) {
     struct {
         struct nlmsghdr nlh;
         struct inet_diag_req_v2 req;
@@ -236,8 +242,8 @@ static int query_family(int nl, int family, uint16_t port, int *connections, uin
     request.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     request.req.sdiag_family = (uint8_t)family;
     request.req.sdiag_protocol = IPPROTO_TCP;
-    request.req.idiag_states = 1u << 1; /* TCP_ESTABLISHED */
-    request.req.idiag_ext = 1u << (INET_DIAG_INFO - 1);
+    request.req.idiag_states = states;
+    request.req.idiag_ext = extensions;
     request.req.id.idiag_sport = htons(port);
 
     struct sockaddr_nl kernel;
@@ -263,85 +269,62 @@ static int query_family(int nl, int family, uint16_t port, int *connections, uin
             }
             struct inet_diag_msg *msg = (struct inet_diag_msg *)NLMSG_DATA(h);
             if (ntohs(msg->id.idiag_sport) != port) continue;
-            (*connections)++;
-            int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*msg)));
-            struct rtattr *attr = (struct rtattr *)(msg + 1);
-            for (; RTA_OK(attr, len); attr = RTA_NEXT(attr, len)) {
-                if (attr->rta_type != INET_DIAG_INFO) continue;
-                struct tcp_info *info = (struct tcp_info *)RTA_DATA(attr);
-                uint32_t idle = info->tcpi_last_data_recv < info->tcpi_last_data_sent
-                    ? info->tcpi_last_data_recv : info->tcpi_last_data_sent;
-                if (idle < *min_idle_ms) *min_idle_ms = idle;
-            }
+            each(msg, (struct rtattr *)(msg + 1), (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*msg))), context);
         }
     }
 }
 
-int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_ms) {
-    *connections = 0;
-    *min_idle_ms = UINT32_MAX;
+/* Both address families, on one netlink socket. */
+static int sock_diag_both(uint32_t states, uint8_t extensions, uint16_t port, diag_visitor each, void *context) {
     int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (nl < 0) return -1;
-    int rc = query_family(nl, AF_INET, port, connections, min_idle_ms);
-    if (rc == 0) rc = query_family(nl, AF_INET6, port, connections, min_idle_ms);
+    int rc = sock_diag_dump(nl, AF_INET, states, extensions, port, each, context);
+    if (rc == 0) rc = sock_diag_dump(nl, AF_INET6, states, extensions, port, each, context);
     int saved = errno;
     close(nl);
     errno = saved;
     return rc;
 }
 
-static int query_listening(int nl, int family, uint16_t port, uint32_t *inodes, int capacity, int *count) {
-    struct {
-        struct nlmsghdr nlh;
-        struct inet_diag_req_v2 req;
-    } request;
-    memset(&request, 0, sizeof(request));
-    request.nlh.nlmsg_len = sizeof(request);
-    request.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    request.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    request.req.sdiag_family = (uint8_t)family;
-    request.req.sdiag_protocol = IPPROTO_TCP;
-    request.req.idiag_states = 1u << 10; /* TCP_LISTEN: the kernel filters, however many other sockets there are */
+struct activity { int connections; uint32_t min_idle_ms; };
 
-    struct sockaddr_nl kernel;
-    memset(&kernel, 0, sizeof(kernel));
-    kernel.nl_family = AF_NETLINK;
-    if (sendto(nl, &request, sizeof(request), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
-        return -1;
-    }
-    char buffer[32768];
-    for (;;) {
-        ssize_t n = recv(nl, buffer, sizeof(buffer), 0);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        struct nlmsghdr *h = (struct nlmsghdr *)buffer;
-        for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-            if (h->nlmsg_type == NLMSG_DONE) return 0;
-            if (h->nlmsg_type == NLMSG_ERROR) {
-                struct nlmsgerr *e = (struct nlmsgerr *)NLMSG_DATA(h);
-                errno = -e->error;
-                return -1;
-            }
-            struct inet_diag_msg *msg = (struct inet_diag_msg *)NLMSG_DATA(h);
-            if (ntohs(msg->id.idiag_sport) != port || msg->idiag_inode == 0) continue;
-            if (*count < capacity) inodes[*count] = msg->idiag_inode;
-            (*count)++;
-        }
+static void count_activity(struct inet_diag_msg *msg, struct rtattr *attr, int len, void *context) {
+    (void)msg;
+    struct activity *activity = context;
+    activity->connections++;
+    for (; RTA_OK(attr, len); attr = RTA_NEXT(attr, len)) {
+        if (attr->rta_type != INET_DIAG_INFO) continue;
+        struct tcp_info *info = (struct tcp_info *)RTA_DATA(attr);
+        uint32_t idle = info->tcpi_last_data_recv < info->tcpi_last_data_sent
+            ? info->tcpi_last_data_recv : info->tcpi_last_data_sent;
+        if (idle < activity->min_idle_ms) activity->min_idle_ms = idle;
     }
 }
 
+int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_ms) {
+    struct activity activity = { 0, UINT32_MAX };
+    int rc = sock_diag_both(1u << 1 /* TCP_ESTABLISHED */, 1u << (INET_DIAG_INFO - 1), port, count_activity, &activity);
+    *connections = activity.connections;
+    *min_idle_ms = activity.min_idle_ms;
+    return rc;
+}
+
+struct listeners { uint32_t *inodes; int capacity; int count; };
+
+static void collect_listener(struct inet_diag_msg *msg, struct rtattr *attrs, int len, void *context) {
+    (void)attrs;
+    (void)len;
+    struct listeners *listeners = context;
+    if (msg->idiag_inode == 0) return;
+    if (listeners->count < listeners->capacity) listeners->inodes[listeners->count] = msg->idiag_inode;
+    listeners->count++;
+}
+
 int csup_tcp_listening_inodes(uint16_t port, uint32_t *inodes, int capacity) {
-    int count = 0;
-    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (nl < 0) return -1;
-    int rc = query_listening(nl, AF_INET, port, inodes, capacity, &count);
-    if (rc == 0) rc = query_listening(nl, AF_INET6, port, inodes, capacity, &count);
-    int saved = errno;
-    close(nl);
-    errno = saved;
-    return rc == 0 ? count : -1;
+    struct listeners listeners = { inodes, capacity, 0 };
+    /* TCP_LISTEN: the kernel filters, however many other sockets there are. */
+    int rc = sock_diag_both(1u << 10, 0, port, collect_listener, &listeners);
+    return rc == 0 ? listeners.count : -1;
 }
 
 int csup_notify_socket(const char *path) {

@@ -76,13 +76,7 @@ final class DaemonUnderTest {
 
     /// Starts supervisord with `environment` added to this process's.
     func start(environment: [String: String] = [:]) throws {
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "NOTIFY_SOCKET")
-        env.removeValue(forKey: "JOURNAL_STREAM")
-        env.merge(environment) { $1 }
-        let ownerEntry = owner.split(separator: "=", maxSplits: 1)
-        env[String(ownerEntry[0])] = String(ownerEntry[1])
-        process = try TestProcess(Binaries.supervisord, ["--config", configPath, "--log-level", "debug"], environment: env, stdout: logPath)
+        process = try TestProcess(Binaries.supervisord, ["--config", configPath, "--log-level", "debug"], environment: daemonEnvironment(adding: environment), stdout: logPath)
     }
 
     var pid: Int32 { process?.pid ?? -1 }
