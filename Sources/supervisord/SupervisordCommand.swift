@@ -21,8 +21,11 @@ struct SupervisordCommand: AsyncParsableCommand {
         discussion: """
             Runs in the foreground (systemd runs it as Type=notify). It starts
             [app] binary, waits until it is healthy, then serves the control
-            socket that supervisorctl talks to. SIGTERM or SIGINT stops the app
-            (stop_signal, then SIGKILL after stop_timeout) and exits 0.
+            socket that supervisorctl talks to. SIGTERM or SIGINT first lets a
+            swap, rollback or warm hold in progress finish (requests meanwhile
+            are refused), then stops the app (stop_signal, then SIGKILL after
+            stop_timeout) and exits 0. SIGHUP, SIGUSR1, SIGUSR2 and other
+            signals are logged and ignored.
 
             Exit codes: 0 stopped cleanly; 1 could not start; 2 bad config, or
             another supervisord already runs for this service (its lock in the
