@@ -33,7 +33,7 @@ extension Supervisor {
                 if let status = hold.new.process.exitStatus {
                     if !exitReported {
                         exitReported = true
-                        await self.operationEvent(.holdFailed(reason: "the new instance \(status) during the watch window"))
+                        await self.holdFailed(hold.id, reason: "the new instance \(status) during the watch window")
                     }
                     await effects.sleep(health.interval)
                     continue
@@ -45,7 +45,7 @@ extension Supervisor {
                     failures += 1
                     if failures >= health.healthyAfter {
                         failures = 0
-                        await self.operationEvent(.holdFailed(reason: "\(health.healthyAfter) consecutive failed health probes of the new instance (last: \(problem))"))
+                        await self.holdFailed(hold.id, reason: "\(health.healthyAfter) consecutive failed health probes of the new instance (last: \(problem))")
                     }
                 }
                 await effects.sleep(health.interval)
@@ -56,6 +56,12 @@ extension Supervisor {
 
     private func isHolding(_ id: String) -> Bool {
         hold?.id == id
+    }
+
+    /// A failure the watch of hold `id` saw; a late one (that hold is over) changes nothing.
+    private func holdFailed(_ id: String, reason: String) {
+        guard hold?.id == id else { return }
+        operationEvent(.holdFailed(reason: reason))
     }
 
     private func oldInstanceGone(_ id: String, _ status: ExitStatus) {
