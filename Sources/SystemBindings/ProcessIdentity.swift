@@ -3,7 +3,9 @@ import Glibc
 #endif
 
 /// Who a pid is, from /proc: its start time (clock ticks after boot, which
-/// survives exec and tells a reused pid apart) and its executable.
+/// survives exec and tells a reused pid apart), the boot it belongs to, and
+/// its executable (for messages only: a file renamed or replaced under a
+/// running process changes its `/proc/PID/exe`, never who it is).
 public struct ProcessIdentity: Sendable, Equatable, Codable {
     public let pid: Int32
     public let startTime: UInt64
@@ -21,11 +23,19 @@ public struct ProcessIdentity: Sendable, Equatable, Codable {
         return ProcessIdentity(pid: pid, startTime: stat.startTime, executable: executable(of: pid))
     }
 
-    /// Whether `pid` is still the very process this identity was taken from.
-    public func isStillRunning() -> Bool {
+    /// Whether `pid` is still the very process this identity was taken from:
+    /// same start time, and (when the record has one) the same boot. Not by
+    /// the path of its executable: the commit renames `<binary>` under the
+    /// old instance, an emergency rollback exchanges it, a package manager
+    /// writes over it; the process stays the same.
+    public func isStillRunning(bootID recordedBoot: String? = nil) -> Bool {
         guard let now = ProcessIdentity.of(pid: pid) else { return false }
-        return now.startTime == startTime && (executable == nil || now.executable == executable)
+        if let recordedBoot, let currentBoot = Self.bootID, recordedBoot != currentBoot { return false }
+        return now.startTime == startTime
     }
+
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`): a start time is counted from boot.
+    public static let bootID: String? = readText("/proc/sys/kernel/random/boot_id").map { String($0.filter { !$0.isWhitespace }) }
 
     static func executable(of pid: Int32) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)

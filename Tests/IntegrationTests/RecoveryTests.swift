@@ -43,6 +43,31 @@ extension UnderLoad {
             #expect(!processExists(pid_t(newPID)))
         }
 
+        /// The live binary replaced under the running app by write-and-rename (what dpkg, rsync and
+        /// most deploy tools do), with demo-app itself as the app: its /proc/PID/exe now reads
+        /// `… (deleted)`. A restarted supervisor still knows it by pid and start time: same pid, no
+        /// second instance started into the port it holds.
+        @Test func aLiveBinaryReplacedOnDiskDoesNotHideTheRunningApp() throws {
+            let stack = try ProxyStack(.nginx, liveIsELF: true)
+            let before = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+            let pid = try #require(before["pid"] as? Int)
+            let load = try LoadGenerator(port: stack.proxy.listenPort)
+            let replacement = stack.live + ".upload"
+            try FileManager.default.copyItem(atPath: Binaries.demoApp, toPath: replacement)
+            #expect(rename(replacement, stack.live) == 0)
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+            #expect(exe.hasSuffix("(deleted)"), "the running app's executable is the replaced file: \(exe)")
+
+            #expect(stack.daemon.terminate(SIGKILL) != nil)
+            try stack.daemon.start(environment: stack.proxy.environment)
+            let after = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+            #expect(after["pid"] as? Int == pid, "the same process, re-adopted")
+            #expect(after["restarts"] as? Int == 0)
+            #expect(!stack.daemon.log.contains("Address already in use"), "no second instance started into the held port")
+            #expect(stack.proxy.servedVersion() == "v1")
+            load.finish().expectNothingFailed("nginx live binary replaced on disk, supervisor SIGKILLed and restarted")
+        }
+
         static let phases: [SwapPhase] = [.stage, .preflight, .start, .health, .switch, .drain, .stop, .commit]
 
         @Test(arguments: [SwapAction.swap, .rollback], phases)

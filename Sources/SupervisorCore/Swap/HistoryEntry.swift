@@ -72,22 +72,27 @@ public struct JournalState: Codable, Sendable, Equatable {
         public var version: String?
         /// /proc start time (clock ticks after boot): tells a reused pid apart.
         public var startTime: UInt64?
-        /// /proc/PID/exe once healthy (after any wrapper exec'ed).
+        /// /proc/PID/exe once healthy (after any wrapper exec'ed); for people,
+        /// not identity (a renamed file changes it).
         public var executable: String?
+        /// The boot the start time counts from.
+        public var bootID: String?
 
-        public init(pid: Int32, port: Int, sha256: String?, version: String?, startTime: UInt64? = nil, executable: String? = nil) {
+        public init(pid: Int32, port: Int, sha256: String?, version: String?, startTime: UInt64? = nil, executable: String? = nil, bootID: String? = nil) {
             self.pid = pid
             self.port = port
             self.sha256 = sha256
             self.version = version
             self.startTime = startTime
             self.executable = executable
+            self.bootID = bootID
         }
 
         enum CodingKeys: String, CodingKey {
             case pid, port, sha256, version
             case startTime = "start_time"
             case executable
+            case bootID = "boot_id"
         }
     }
 

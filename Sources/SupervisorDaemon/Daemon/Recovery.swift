@@ -27,7 +27,7 @@ struct Recovery: Sendable {
         let staged = access(BinaryStager.stagedPath(for: config.app.binary), F_OK) == 0
         func alive(_ instance: JournalState.Instance?) -> Bool {
             guard let instance, let startTime = instance.startTime else { return false }
-            return ProcessIdentity(pid: instance.pid, startTime: startTime, executable: instance.executable).isStillRunning()
+            return ProcessIdentity(pid: instance.pid, startTime: startTime, executable: instance.executable).isStillRunning(bootID: instance.bootID)
         }
         func newAlive(_ swap: JournalState.SwapInProgress?) -> Bool {
             guard let swap, let pid = swap.newPID, let startTime = swap.newStartTime else { return false }

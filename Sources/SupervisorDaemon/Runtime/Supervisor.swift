@@ -270,7 +270,7 @@ public actor Supervisor {
         let proc = ProcessIdentity.of(pid: pid)
         return JournalState.Instance(
             pid: pid, port: port, sha256: identity.sha256, version: identity.version,
-            startTime: proc?.startTime, executable: proc?.executable)
+            startTime: proc?.startTime, executable: proc?.executable, bootID: ProcessIdentity.bootID)
     }
 
     func recordServing(pid: Int32, port: Int) {

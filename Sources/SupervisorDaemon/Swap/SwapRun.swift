@@ -135,12 +135,13 @@ actor SwapRun {
         phaseStarted = phase == .done ? nil : (phase, now)
         let oldRecord = JournalState.Instance(
             pid: old.process.pid, port: old.port, sha256: old.identity.sha256, version: old.identity.version,
-            startTime: oldIdentity?.startTime, executable: oldIdentity?.executable)
+            startTime: oldIdentity?.startTime, executable: oldIdentity?.executable, bootID: ProcessIdentity.bootID)
         let serving: JournalState.Instance =
             handedOver
             ? JournalState.Instance(
                 pid: newChild?.pid ?? 0, port: newPort, sha256: staged?.sha256, version: newVersion,
-                startTime: newIdentity?.startTime, executable: ProcessIdentity.of(pid: newChild?.pid ?? 0)?.executable)
+                startTime: newIdentity?.startTime, executable: ProcessIdentity.of(pid: newChild?.pid ?? 0)?.executable,
+                bootID: ProcessIdentity.bootID)
             : oldRecord
         let swap: JournalState.SwapInProgress? =
             phase == .done
