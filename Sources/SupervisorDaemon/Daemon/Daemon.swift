@@ -102,6 +102,11 @@ struct ControlService: Service {
         } onGracefulShutdown: {
             server.close()
         }
+        // The server ended on its own (the listener failed): an error, so the group stops
+        // the app gracefully and supervisord exits non-zero (systemd restarts it).
+        if !Task.isShuttingDownGracefully {
+            throw StartError(description: "the control socket \(server.path) stopped serving")
+        }
     }
 }
 

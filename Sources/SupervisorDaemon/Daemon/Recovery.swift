@@ -31,7 +31,8 @@ struct Recovery: Sendable {
         }
         func newAlive(_ swap: JournalState.SwapInProgress?) -> Bool {
             guard let swap, let pid = swap.newPID, let startTime = swap.newStartTime else { return false }
-            return ProcessIdentity.of(pid: pid)?.startTime == startTime
+            // The journal's serving record was written in the same boot as the new pid.
+            return ProcessIdentity(pid: pid, startTime: startTime, executable: nil).isStillRunning(bootID: previous?.serving?.bootID)
         }
         // Only an interrupted flip needs to know what `<binary>` holds (hashing it costs).
         let liveIsNew = previous?.swap.map { $0.phase == .flip && $0.stagedSHA256 != nil && FileDigest.sha256(path: config.app.binary) == $0.stagedSHA256 } ?? false

@@ -42,7 +42,14 @@ extension Supervisor {
         case .announceRecovered(let pid, let port, let restarts):
             recordServing(pid: pid, port: port)
             logger.notice("app is healthy again after restart", metadata: ["pid": "\(pid)", "port": "\(port)", "restarts": "\(restarts)"])
-            notifier.status(statusLine())
+            if firstStartDone && !readyAnnounced {
+                // The first instance died while the first start finished: this one is the ready one.
+                readyAnnounced = true
+                logger.info("ready", metadata: ["pid": "\(pid)", "port": "\(port)"])
+                notifier.ready(status: statusLine())
+            } else {
+                notifier.status(statusLine())
+            }
             // Until the first start is over (recovery still running), nothing may start a swap.
             if firstStartDone { perform(operations.handle(.appReady)) }
 
@@ -96,6 +103,7 @@ extension Supervisor {
         }
         recordServing(pid: current.process.pid, port: current.port)
         logger.info("ready", metadata: ["pid": "\(current.process.pid)", "port": "\(current.port)"])
+        readyAnnounced = true
         notifier.ready(status: statusLine())
         perform(operations.handle(.appReady))
     }

@@ -129,13 +129,14 @@ extension Supervisor {
         }
     }
 
-    /// A swap's step entered `phase`: the lock says so, and the journal records it before it acts.
-    func enterPhase(_ ticket: OperationMachine.Ticket, _ phase: SwapPhase, swap: JournalState.SwapInProgress?, serving: JournalState.Instance?) async throws {
+    /// A swap's step entered `phase`: the lock says so, and the journal records it (with who
+    /// serves now, as this owner knows it) before it acts.
+    func enterPhase(_ ticket: OperationMachine.Ticket, _ phase: SwapPhase, swap: JournalState.SwapInProgress?) async throws {
         if phase != .done {
             operationEvent(.swapPhase(ticket, phase))
             if let action = requests[ticket]?.action { notifier.status("\(action.rawValue): \(phase.rawValue)") }
         }
-        try await writeJournal(swap: swap, serving: serving)
+        try await writeJournal(swap: swap, serving: nil)
     }
 
     /// `[health] watch`: the swap committed and keeps the old instance warm.

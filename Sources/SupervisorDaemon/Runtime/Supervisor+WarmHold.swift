@@ -82,9 +82,10 @@ extension Supervisor {
             operationEvent(.holdEnded)
             return
         }
+        // The watch of this hold stops here, not after the drain (it would report the old instance's exit).
+        self.hold = nil
         let result = await InstanceRetirer(config: config, drain: effects.drain).retire(hold.old.process, port: hold.old.port)
         logger.info("warm hold over: old instance (pid \(hold.old.process.pid)) \(result)")
-        self.hold = nil
         do {
             try await writeJournal(swap: nil, serving: nil)
         } catch {
@@ -157,6 +158,8 @@ extension Supervisor {
         report("the proxy serves the old instance (pid \(hold.old.process.pid), port \(hold.old.port)) again")
         let switched = ContinuousClock.now
         handOver(to: hold.old, replacing: hold.new.process)
+        // The hold is over: its watch stops (the new instance's exit below is expected).
+        self.hold = nil
         let binary = config.app.binary
         if csup_rename_exchange(binary, BinaryCommitter.backupPath(for: binary)) == 0 {
             AtomicFile.syncDirectory(of: binary)
@@ -168,7 +171,6 @@ extension Supervisor {
         }
         let stopped = await InstanceRetirer(config: config, drain: effects.drain).retire(hold.new.process, port: hold.new.port)
         report("stopped the new instance (pid \(hold.new.process.pid)): \(stopped)")
-        self.hold = nil
         do {
             try await writeJournal(swap: nil, serving: nil)
         } catch {
@@ -196,7 +198,8 @@ extension Supervisor {
         await appendHistory(HistoryEntry(result: result, suffix: "-" + result.action.rawValue, callerUID: callerUID, time: WallClock.rfc3339Now()))
         operationEvent(.flipFinished(ok: result.ok))
         // A window that ran out while the flip ran ends now.
-        if !result.ok, hold?.windowElapsed == true { operationEvent(.holdWindowElapsed) }
+        // (A flip that found no hold at all ends the machine's hold the same way.)
+        if !result.ok, hold == nil || hold?.windowElapsed == true { operationEvent(.holdWindowElapsed) }
         announceReadyUnlessStopping()
         if let ticket, let request = requests.removeValue(forKey: ticket) {
             request.stream.yield(Self.encode(.result(result)))

@@ -66,6 +66,8 @@ public actor Supervisor {
     /// The first start is over: the proxy points at the app, recovery is
     /// done, READY=1 was sent. Until then the app counts as starting.
     var firstStartDone = false
+    /// READY=1 was sent (once, at the end of the first start, or at the first recovery after it).
+    var readyAnnounced = false
     /// The spawn under way (its number), if any: a spawn that finishes after
     /// supervision moved on, or after a newer spawn began, is discarded.
     var pendingSpawn: Int?
@@ -233,14 +235,9 @@ public actor Supervisor {
         // A spawn still under way (a restart of the replaced instance) is not wanted any more.
         pendingSpawn = nil
         handleApp(.handedOver(pid: target.process.pid, port: target.port))
-        if journalState.swap == nil {
-            recordServing(pid: target.process.pid, port: target.port)
-        } else {
-            // A swap or flip is journalled: its next write names who serves, with its phase,
-            // in one atomic write (a separate write here would pair the new serving
-            // instance with a phase recovery undoes).
-            journalState.serving = servingRecord(pid: target.process.pid, port: target.port)
-        }
+        // While a swap or flip is journalled this stays in memory: a separate write here
+        // would pair the new serving instance with a phase recovery undoes.
+        recordServing(pid: target.process.pid, port: target.port)
         watchExit(of: target.process)
         notifier.status(statusLine())
     }
@@ -273,8 +270,11 @@ public actor Supervisor {
             startTime: proc?.startTime, executable: proc?.executable, bootID: ProcessIdentity.bootID)
     }
 
+    /// Records who serves. While a swap or flip is journalled, only in memory:
+    /// its next write names who serves, with its phase, in one atomic write.
     func recordServing(pid: Int32, port: Int) {
         journalState.serving = servingRecord(pid: pid, port: port)
+        guard journalState.swap == nil else { return }
         journalWriter.writeLater(journalState) { [logger, journal] error in
             logger.error("cannot write the state journal \(journal.statePath): \(error)")
         }

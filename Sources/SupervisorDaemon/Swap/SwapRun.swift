@@ -136,13 +136,6 @@ actor SwapRun {
         let oldRecord = JournalState.Instance(
             pid: old.process.pid, port: old.port, sha256: old.identity.sha256, version: old.identity.version,
             startTime: oldIdentity?.startTime, executable: oldIdentity?.executable, bootID: ProcessIdentity.bootID)
-        let serving: JournalState.Instance =
-            handedOver
-            ? JournalState.Instance(
-                pid: newChild?.pid ?? 0, port: newPort, sha256: staged?.sha256, version: newVersion,
-                startTime: newIdentity?.startTime, executable: ProcessIdentity.of(pid: newChild?.pid ?? 0)?.executable,
-                bootID: ProcessIdentity.bootID)
-            : oldRecord
         let swap: JournalState.SwapInProgress? =
             phase == .done
             ? nil
@@ -150,7 +143,8 @@ actor SwapRun {
                 id: context.id, action: context.action, phase: phase, newPort: newPort, newPID: newChild?.pid,
                 stagedSHA256: staged?.sha256, newStartTime: newIdentity?.startTime, old: oldRecord)
         do {
-            try await context.owner.enterPhase(context.ticket, phase, swap: swap, serving: serving)
+            // Who serves is the owner's to say (it saw the hand-over, or a restart meanwhile).
+            try await context.owner.enterPhase(context.ticket, phase, swap: swap)
         } catch {
             context.logger.error("cannot write the state journal before phase \(phase.rawValue): \(error)")
             return .journalFailed(SwapError(.journalFailed, "cannot write the state journal in \(context.journal.directory) before phase \(phase.rawValue): \(error)"))
