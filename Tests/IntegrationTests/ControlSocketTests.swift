@@ -13,6 +13,11 @@ func rawExchange(socket path: String, _ request: String, timeout: Int = 5) -> St
     var tv = timeval(tv_sec: timeout, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     _ = request.withCString { send(fd, $0, strlen($0), 0) }
+    return readUntilClosed(fd)
+}
+
+/// Everything `fd` delivers until the peer closes it (or its receive timeout passes).
+func readUntilClosed(_ fd: Int32) -> String {
     var response = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 4096)
     while true {

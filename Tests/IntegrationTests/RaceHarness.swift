@@ -150,17 +150,7 @@ func rawBurst(socket path: String, _ request: String, count: Int, timeout: Int =
     for fd in fds where fd >= 0 {
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     }
-    return fds.map { fd in
-        guard fd >= 0 else { return "connect failed" }
-        var response = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let got = recv(fd, &buffer, buffer.count, 0)
-            if got <= 0 { break }
-            response.append(contentsOf: buffer[0..<got])
-        }
-        return String(decoding: response, as: UTF8.self)
-    }
+    return fds.map { fd in fd >= 0 ? readUntilClosed(fd) : "connect failed" }
 }
 
 /// What one raw `/swap` or `/rollback` answer amounts to: "ok" (200 and a
