@@ -58,23 +58,14 @@ extension Supervisor {
             notifier.status(statusLine() + ": last exit: \(reason)")
             if app.hasBeenReady { metrics.appRestarted() }
             process = nil
-            let sleep = effects.sleep
-            launchJob {
-                await sleep(delay)
-                await self.handleApp(.restartTimerFired)
-            }
+            after(delay) { $0.handleApp(.restartTimerFired) }
 
         case .sendStopSignal(let pid):
             logger.info("stopping app with \(config.app.stopSignal.rawValue)", metadata: ["pid": "\(pid)"])
             process?.signal(config.app.stopSignal.number)
 
         case .scheduleStopTimer:
-            let timeout = config.app.stopTimeout
-            let sleep = effects.sleep
-            launchJob {
-                await sleep(timeout)
-                await self.handleApp(.stopTimerFired)
-            }
+            after(config.app.stopTimeout) { $0.handleApp(.stopTimerFired) }
 
         case .kill(let pid):
             logger.warning("sending SIGKILL to app", metadata: ["pid": "\(pid)"])

@@ -73,12 +73,7 @@ extension Supervisor {
                 endRequest(ticket, error: controlError(refusal))
             case .waitForApp(let ticket):
                 progress(ticket, .stage, "waiting for the app to start (phase \(app.phase)), at most \(config.health.startTimeout.humanReadable)")
-                let timeout = config.health.startTimeout
-                let sleep = effects.sleep
-                launchJob {
-                    await sleep(timeout)
-                    await self.operationEvent(.waitTimedOut(ticket))
-                }
+                after(config.health.startTimeout) { $0.operationEvent(.waitTimedOut(ticket)) }
             case .startSwap(let pending):
                 startSwap(pending)
             case .flip(let ticket, let action, let reason):

@@ -108,6 +108,20 @@ public actor Supervisor {
         jobQueue.yield(job)
     }
 
+    /// A timer on the injected clock: after `delay`, `fire` runs on this actor
+    /// (the machines ignore a timer whose moment has passed).
+    func after(_ delay: Duration, _ fire: @escaping @Sendable (isolated Supervisor) -> Void) {
+        let sleep = effects.sleep
+        launchJob {
+            await sleep(delay)
+            await self.fire(fire)
+        }
+    }
+
+    private func fire(_ body: @Sendable (isolated Supervisor) -> Void) {
+        body(self)
+    }
+
     // MARK: - Start and stop
 
     /// Starts the app on `port` (the first port by default), or adopts a
