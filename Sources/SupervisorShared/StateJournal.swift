@@ -93,6 +93,25 @@ public struct StateJournal: Sendable {
         }
     }
 
+    // MARK: - An emergency rollback for the next daemon to finish
+
+    public var emergencyRollbackPath: String { directory + "/emergency-rollback.json" }
+
+    public func writeEmergencyRollback(_ record: EmergencyRollbackRecord) throws {
+        try AtomicFile.write(ControlJSON.encode(record), to: emergencyRollbackPath, mode: 0o640)
+    }
+
+    /// The record an emergency rollback left; nil when there is none or it does not parse.
+    public func emergencyRollback() -> EmergencyRollbackRecord? {
+        guard let bytes = AtomicFile.read(emergencyRollbackPath) else { return nil }
+        return try? JSONDecoder().decode(EmergencyRollbackRecord.self, from: Data(bytes))
+    }
+
+    public func removeEmergencyRollback() {
+        unlink(emergencyRollbackPath)
+        AtomicFile.syncDirectory(of: emergencyRollbackPath)
+    }
+
     public func append(_ entry: HistoryEntry) throws {
         try AtomicFile.appendLine(String(decoding: ControlJSON.encode(entry), as: UTF8.self), to: historyPath)
     }

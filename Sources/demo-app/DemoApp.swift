@@ -13,7 +13,7 @@ struct DemoApp {
         let environment = ProcessInfo.processInfo.environment
 
         let options: DemoOptions
-        switch DemoOptions.parse(Array(CommandLine.arguments.dropFirst()), environment: environment) {
+        switch DemoOptions.parse(BakedArguments.ofRunningExecutable() + CommandLine.arguments.dropFirst(), environment: environment) {
         case .success(let parsed): options = parsed
         case .failure(let message):
             if message.isEmpty {

@@ -45,6 +45,8 @@ struct DemoOptions {
         last keep-alive response with "Connection: close" and exits 0.
         With LISTEN_FDS=1 and LISTEN_PID set to its pid it serves the inherited fd 3.
         With NOTIFY_SOCKET set it sends READY=1 once it listens (sd_notify).
+        Options can be baked into a copy of the file (one ELF per version):
+          cp demo-app v2; printf '\\n#demo-app-args: --version-tag v2\\n' >> v2
         """
 
     static func parse(_ arguments: [String], environment: [String: String]) -> Result<DemoOptions, String> {

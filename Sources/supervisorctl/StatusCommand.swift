@@ -53,6 +53,9 @@ enum StatusView {
         }
         lines.append(("binary", report.binary))
         lines.append(("sha256", report.sha256 ?? "-"))
+        if let onDisk = report.binaryOnDiskSHA256 {
+            lines.append(("on disk", "\(report.binary) is sha256 \(onDisk.prefix(12)), not what runs (\(report.sha256.map { "sha256 \($0.prefix(12))" } ?? "unknown")); `supervisorctl swap \(report.binary)` applies it"))
+        }
         lines.append(("restarts", String(report.restarts) + (report.lastExit.map { " (last: \($0))" } ?? "")))
         if let last = report.lastSwap {
             let what = "\(last.action.rawValue) \(last.result.rawValue)" + (last.errorCode.map { " (\($0))" } ?? "")
@@ -61,6 +64,9 @@ enum StatusView {
             lines.append(("last swap", "none yet"))
         }
         lines.append(("previous", report.backup.map { "\(describe($0)) (\(report.binary).bak; supervisorctl rollback)" } ?? "none (no \(report.binary).bak)"))
+        if let emergency = report.emergencyRollback {
+            lines.append(("emergency", "rollback \(emergency.id): \(emergency.state.rawValue)" + (emergency.message.map { ": \($0)" } ?? "")))
+        }
         lines.append(("proxy", report.proxy))
         lines.append(("supervisor", "pid \(report.supervisorPID)"))
         let width = lines.map(\.0.count).max() ?? 0

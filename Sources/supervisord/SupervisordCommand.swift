@@ -79,6 +79,10 @@ struct SupervisordCommand: AsyncParsableCommand {
         } catch let error as DaemonAlreadyRunning {
             printError("supervisord: \(error)")
             throw ExitCode(2)
+        } catch let error as PortsHeldByOthers {
+            logger.critical("\(error)")
+            printError("supervisord: \(error)")
+            throw ExitCode(2)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)

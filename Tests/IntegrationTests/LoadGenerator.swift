@@ -94,11 +94,17 @@ final class LoadGenerator {
     }
 }
 
-/// Versions of the app to swap between: small wrapper scripts around
-/// demo-app, each a distinct file (so sha256 and `.bak` contents differ).
+/// Versions of the app to swap between: each a copy of the demo-app ELF
+/// with its version and switches baked in (a trailer line demo-app reads from
+/// /proc/self/exe), so each is a distinct compiled binary, as users' services
+/// are: its own sha256, and a `/proc/PID/exe` that follows renames of the file.
 enum AppVersions {
     static func make(_ tag: String, in directory: TemporaryDirectory, flags: [String] = ["--start-delay-ms", "500"]) -> String {
-        let script = "#!/bin/sh\nexec \(Binaries.demoApp) --version-tag \(tag) \(flags.joined(separator: " ")) \"$@\"\n"
-        return directory.write("versions/\(tag)", script, mode: 0o755)
+        let path = directory.file("versions/\(tag)")
+        try? FileManager.default.createDirectory(atPath: directory.file("versions"), withIntermediateDirectories: true)
+        var bytes = FileManager.default.contents(atPath: Binaries.demoApp) ?? Data()
+        bytes.append(Data("\n#demo-app-args: \((["--version-tag", tag] + flags).joined(separator: " "))\n".utf8))
+        FileManager.default.createFile(atPath: path, contents: bytes, attributes: [.posixPermissions: 0o755])
+        return path
     }
 }

@@ -15,19 +15,16 @@ final class ProxyStack {
     init(
         _ kind: ProxyKindUnderTest = .caddy, v1Flags: [String] = [], fault: ProxyFault? = nil,
         daemonEnvironment: [String: String] = [:],
-        /// The live binary is demo-app itself (an ELF, whose /proc/PID/exe follows renames of the
-        /// file), v1 by its arguments, instead of a shell wrapper.
-        liveIsELF: Bool = false,
         options: (inout DaemonUnderTest.Options) -> Void = { _ in }
     ) throws {
         let ports = FreePort.pick(2)
         proxy = kind.make(initialUpstreamPort: ports[0])
-        let v1 = liveIsELF ? Binaries.demoApp : AppVersions.make("v1", in: work, flags: v1Flags)
+        // An ELF (demo-app with v1 baked in), whose /proc/PID/exe follows renames of the file.
+        let v1 = AppVersions.make("v1", in: work, flags: v1Flags)
         live = work.file("bin/app")
         try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: v1, toPath: live)
         var settings = DaemonUnderTest.Options()
-        if liveIsELF { settings.appArgs = ["--version-tag", "v1"] + v1Flags }
         settings.binary = live
         settings.proxySection = proxy.proxySection(fault: fault)
         settings.ports = ports

@@ -48,7 +48,7 @@ extension UnderLoad {
         /// `… (deleted)`. A restarted supervisor still knows it by pid and start time: same pid, no
         /// second instance started into the port it holds.
         @Test func aLiveBinaryReplacedOnDiskDoesNotHideTheRunningApp() throws {
-            let stack = try ProxyStack(.nginx, liveIsELF: true)
+            let stack = try ProxyStack(.nginx)
             let before = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
             let pid = try #require(before["pid"] as? Int)
             let load = try LoadGenerator(port: stack.proxy.listenPort)

@@ -21,6 +21,34 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var backup: BinaryIdentity?
     /// The most recent swap or rollback.
     public var lastSwap: LastSwap?
+    /// sha256 of the file at `binary` now, when it is not what runs (the
+    /// file was replaced on disk since the running instance started, by a
+    /// package manager or a deploy tool): a swap of `binary` applies it.
+    /// nil when they match, while a swap moves files, or when unknown.
+    public var binaryOnDiskSHA256: String?
+    /// An emergency rollback this daemon is finishing or finished since it started.
+    public var emergencyRollback: EmergencyRollbackStatus?
+
+    public struct EmergencyRollbackStatus: Codable, Sendable, Equatable {
+        public enum State: String, Codable, Sendable {
+            /// Found at start; decided once the app is adopted or started.
+            case pending
+            /// Moving traffic from the rolled-away instance to the restored binary.
+            case moving
+            case ok
+            case failed
+        }
+
+        public var id: String
+        public var state: State
+        public var message: String?
+
+        public init(id: String, state: State, message: String? = nil) {
+            self.id = id
+            self.state = state
+            self.message = message
+        }
+    }
 
     public struct LastSwap: Codable, Sendable, Equatable {
         public var time: String
@@ -77,5 +105,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case supervisorPID = "supervisor_pid"
         case backup
         case lastSwap = "last_swap"
+        case binaryOnDiskSHA256 = "binary_on_disk_sha256"
+        case emergencyRollback = "emergency_rollback"
     }
 }

@@ -7,19 +7,26 @@ public struct ControlAPI: ControlHandling {
     let supervisor: Supervisor
     let journal: StateJournal
     let proxySummary: String
+    let binaryOnDisk: BinaryOnDisk
 
     public init(supervisor: Supervisor, journal: StateJournal, proxySummary: String) {
         self.supervisor = supervisor
         self.journal = journal
         self.proxySummary = proxySummary
+        binaryOnDisk = BinaryOnDisk(path: supervisor.config.app.binary)
     }
 
     public func handle(_ request: ControlRequest) async -> ControlResponse {
         let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
         switch (request.method, path) {
         case ("GET", "/status"):
+            let onDisk = await binaryOnDisk.sha256()
             var report = await supervisor.status(proxy: proxySummary)
             report.lastSwap = journal.lastEntry().map(StatusReport.LastSwap.init)
+            // While an operation moves files, the file and what runs differ on purpose.
+            if let onDisk, let running = report.sha256, onDisk != running, !report.phase.contains(":") {
+                report.binaryOnDiskSHA256 = onDisk
+            }
             return .json(report)
         case ("POST", "/swap"):
             struct SwapBody: Decodable { let binary: String }

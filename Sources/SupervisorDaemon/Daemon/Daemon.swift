@@ -29,15 +29,22 @@ public struct Daemon: Sendable {
         try InstanceLock.acquire(stateDirectory: config.stateDirectory)
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
-        let previous = StateLoader.load(journal: journal, config: config, logger: logger)
-        let recovery = Recovery(config: config, journal: journal, previous: previous, logger: logger)
+        let (previous, recovery) = Self.recover(config: config, journal: journal, logger: logger)
         recovery.prepare()
+        let emergency = journal.emergencyRollback()
+        if let emergency {
+            logger.notice("an emergency rollback (\(emergency.id)) exchanged \(config.app.binary) and its .bak while no supervisor ran; once the app is adopted, traffic moves to the restored binary the way a rollback does")
+        }
         // Sockets from systemd: the control socket (socket activation) and the
         // app's listening sockets (its socket unit, or our own FD store).
         let inherited = SystemdListenFDs.take()
         let controlFD = inherited.first { $0.name == "control" }?.fd
         let appFDs = config.app.listen.isEmpty ? [] : inherited.filter { $0.name.hasPrefix("app") }.map(\.fd)
         let launch = AppLaunch(config: config, listenDescriptors: try AppLaunch.openListeners(config, inherited: appFDs))
+        var start = recovery.start
+        if start.adopting == nil, !launch.isHandoff {
+            start.port = try StartPort.choose(preferred: start.port, ports: config.app.ports, logger: logger)
+        }
         if launch.isHandoff {
             logger.info("socket handoff: holding \(config.app.listen.joined(separator: ", ")) for the app\(appFDs.isEmpty ? "" : " (sockets from systemd)")")
             if appFDs.isEmpty {
@@ -45,7 +52,8 @@ public struct Daemon: Sendable {
             }
         }
         let supervisor = Supervisor(
-            config: config, logger: logger, notifier: notifier, journal: journal, initialState: previous, launch: launch, driver: driver
+            config: config, logger: logger, notifier: notifier, journal: journal, initialState: previous, launch: launch, driver: driver,
+            emergency: emergency
         ) { port in
             // First start: make sure the proxy points at the instance we run,
             // then clean up whatever a previous supervisor left half done.
@@ -69,7 +77,7 @@ public struct Daemon: Sendable {
         let services: [any Service] = [
             WatchdogService(notifier: notifier),
             ControlService(server: server),
-            AppService(supervisor: supervisor, logger: logger, start: recovery.start, history: journal.history()),
+            AppService(supervisor: supervisor, logger: logger, start: start, history: journal.history()),
         ]
         let group = ServiceGroup(
             configuration: .init(
@@ -85,6 +93,21 @@ public struct Daemon: Sendable {
                 logger: logger))
         try await group.run()
         logger.info("supervisor stopped")
+    }
+}
+
+extension Daemon {
+    /// What the journal says and how recovery reaches one version from it.
+    static func recover(config: SupervisorConfig, journal: StateJournal, logger: Logger) -> (JournalState?, Recovery) {
+        let previous = StateLoader.load(journal: journal, config: config, logger: logger)
+        let recovery = Recovery(config: config, journal: journal, previous: previous, logger: logger)
+        guard case .start = recovery.plan.instance, config.app.listen.isEmpty, previous?.swap == nil,
+            config.app.ports.contains(where: { PortCheck.heldBy(port: $0) != nil })
+        else { return (previous, recovery) }
+        // Nothing to adopt by the journal, yet a port is held: the app itself (a journal lost, or
+        // older than the process), found by what it runs, is adopted rather than fought.
+        guard let found = StateLoader.findLiveInstance(config: config, logger: logger) else { return (previous, recovery) }
+        return (found, Recovery(config: config, journal: journal, previous: found, logger: logger))
     }
 }
 
@@ -116,13 +139,13 @@ struct ControlService: Service {
 struct AppService: Service {
     let supervisor: Supervisor
     let logger: Logger
-    let start: (port: Int, adopting: Int32?)
+    let start: (port: Int, adopting: Int32?, identity: BinaryIdentity?)
     let history: [HistoryEntry]
 
     func run() async throws {
         await withDiscardingTaskGroup { group in
             group.addTask { await supervisor.runEffects() }
-            await supervisor.start(port: start.port, adopting: start.adopting, history: history)
+            await supervisor.start(port: start.port, adopting: start.adopting, adoptedIdentity: start.identity, history: history)
             try? await gracefulShutdown()
             logger.info("shutting down")
             await supervisor.shutdown()

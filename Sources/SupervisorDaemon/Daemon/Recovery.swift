@@ -67,11 +67,15 @@ struct Recovery: Sendable {
         }
     }
 
-    /// Where the app comes from: the adopted pid, or a fresh start on a port.
-    var start: (port: Int, adopting: Int32?) {
+    /// Where the app comes from: the adopted pid (and what it runs, as the
+    /// journal recorded it), or a fresh start on a port.
+    var start: (port: Int, adopting: Int32?, identity: BinaryIdentity?) {
         switch plan.instance {
-        case .adopt(let pid, let port): (port, pid)
-        case .start(let port): (port, nil)
+        case .adopt(let pid, let port):
+            let record = previous?.serving
+            return (port, pid, record.map { BinaryIdentity(sha256: $0.sha256, version: $0.version) })
+        case .start(let port):
+            return (port, nil, nil)
         }
     }
 

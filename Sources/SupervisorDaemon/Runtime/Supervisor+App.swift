@@ -97,6 +97,7 @@ extension Supervisor {
         readyAnnounced = true
         notifier.ready(status: statusLine())
         perform(operations.handle(.appReady))
+        continueEmergencyRollback()
     }
 
     /// Fork and exec block until the exec is known to have worked: a job

@@ -15,6 +15,9 @@ struct ClaimedRequest: Sendable {
     let callerUID: UInt32?
     let stream: AsyncStream<[UInt8]>.Continuation
     let started = ContinuousClock.now
+    /// Whether a success goes into history (the move that finishes an emergency
+    /// rollback does not: the emergency rollback's own line records it).
+    var recordsSuccess = true
 }
 
 /// Swaps, rollbacks, warm-hold flips and the end of a hold: `OperationMachine`
@@ -24,6 +27,12 @@ extension Supervisor {
     /// Claimed or refused in this one step: the answer is a progress stream,
     /// or the refusal (busy: exit 4, at once).
     public func request(_ action: SwapAction, source: String?, callerUID: UInt32?) -> Result<AsyncStream<[UInt8]>, ControlError> {
+        request(action, source: source, callerUID: callerUID, recordsSuccess: true).map(\.stream)
+    }
+
+    func request(
+        _ action: SwapAction, source: String?, callerUID: UInt32?, recordsSuccess: Bool
+    ) -> Result<(ticket: OperationMachine.Ticket, stream: AsyncStream<[UInt8]>), ControlError> {
         let binary = config.app.binary
         let path: String
         switch action {
@@ -47,9 +56,9 @@ extension Supervisor {
             return .failure(controlError(refusal))
         }
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        requests[ticket] = ClaimedRequest(action: action, source: path, callerUID: callerUID, stream: continuation)
+        requests[ticket] = ClaimedRequest(action: action, source: path, callerUID: callerUID, stream: continuation, recordsSuccess: recordsSuccess)
         perform(actions)
-        return .success(stream)
+        return .success((ticket, stream))
     }
 
     private func controlError(_ refusal: OperationMachine.Refusal) -> ControlError {
@@ -115,7 +124,7 @@ extension Supervisor {
         let continuation = request.stream
         let context = SwapRun.Context(
             id: id, ticket: pending.ticket, action: request.action, source: request.source, callerUID: request.callerUID,
-            config: config, owner: self, driver: driver, journal: journal, launch: launch, effects: effects, logger: logger,
+            recordsSuccess: request.recordsSuccess, config: config, owner: self, driver: driver, journal: journal, launch: launch, effects: effects, logger: logger,
             report: { line in continuation.yield(Self.encode(line)) })
         let run = SwapRun(context: context, old: old)
         launchJob {
@@ -150,6 +159,7 @@ extension Supervisor {
             request.stream.yield(Self.encode(.result(result)))
             request.stream.finish()
         }
+        if ticket == emergencyTicket { emergencyMoveEnded(result) }
     }
 
     /// READY=1 after an operation (systemd showed RELOADING=1), unless a stop began: STOPPING=1 stands.

@@ -72,12 +72,22 @@ public actor Supervisor {
     /// supervision moved on, or after a newer spawn began, is discarded.
     var pendingSpawn: Int?
     var spawnCount = 0
+    /// The instance supervised since start was adopted (a live app a previous supervisor left), not started.
+    var adoptedAtStart = false
+    /// An emergency rollback done while no daemon ran, which this one finishes after its first start.
+    let emergency: EmergencyRollbackRecord?
+    var emergencyStatus: StatusReport.EmergencyRollbackStatus?
+    /// The rollback that moves traffic for it.
+    var emergencyTicket: OperationMachine.Ticket?
 
     public init(
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), metrics: SupervisorMetrics = SupervisorMetrics(),
         journal: StateJournal, initialState: JournalState?, launch: AppLaunch? = nil, driver: (any ProxyDriver)? = nil,
-        effects: SupervisorEffects? = nil, firstReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+        effects: SupervisorEffects? = nil, emergency: EmergencyRollbackRecord? = nil,
+        firstReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
+        self.emergency = emergency
+        emergencyStatus = emergency.map { .init(id: $0.id, state: .pending) }
         self.effects = effects ?? .live(config: config, journal: journal)
         self.journalWriter = JournalWriter(effects: self.effects)
         self.config = config
@@ -125,21 +135,30 @@ public actor Supervisor {
     // MARK: - Start and stop
 
     /// Starts the app on `port` (the first port by default), or adopts a
-    /// live instance a previous supervisor left running.
-    public func start(port: Int? = nil, adopting: Int32? = nil, history: [HistoryEntry] = []) async {
+    /// live instance a previous supervisor left running. `adoptedIdentity`:
+    /// what the adopted instance runs, as the journal recorded it when it
+    /// started (the file at `<binary>` may have been replaced or exchanged
+    /// since); without it, `<binary>` is hashed.
+    public func start(port: Int? = nil, adopting: Int32? = nil, adoptedIdentity: BinaryIdentity? = nil, history: [HistoryEntry] = []) async {
         let binary = config.app.binary
         let command = config.app.versionCommand
         let timeout = config.health.startTimeout
+        let known = adopting != nil && adoptedIdentity?.sha256 != nil ? adoptedIdentity : nil
         // Hashing a binary and running its version command block: not on this actor's turn.
         let facts = await BlockingThread.run { () -> (String?, BinaryIdentity?) in
-            (FileDigest.sha256(path: binary), BackupIdentity.of(binary: binary, history: history))
+            (known == nil ? FileDigest.sha256(path: binary) : nil, BackupIdentity.of(binary: binary, history: history))
         }
-        let version: String? = if let command { await VersionProbe.version(of: binary, command: command, timeout: timeout) } else { nil }
-        serving = BinaryIdentity(sha256: facts.0, version: version)
+        if let known {
+            serving = known
+        } else {
+            let version: String? = if let command { await VersionProbe.version(of: binary, command: command, timeout: timeout) } else { nil }
+            serving = BinaryIdentity(sha256: facts.0, version: version)
+        }
         backup = facts.1
-        metrics.setServing(version: version, sha256: facts.0)
+        metrics.setServing(version: serving.version, sha256: serving.sha256)
         let port = port ?? config.app.ports.first ?? 0
         if let pid = adopting, let child = try? ChildProcess.adopt(pid: pid) {
+            adoptedAtStart = true
             prepared = nil
             process = child
             processStarted = .now
@@ -196,6 +215,7 @@ public actor Supervisor {
         }
         report.state = report.phase
         report.backup = backup
+        report.emergencyRollback = emergencyStatus
         return report
     }
 

@@ -19,6 +19,8 @@ actor SwapRun {
         let action: SwapAction
         let source: String
         let callerUID: UInt32?
+        /// false: only a failure goes into history.
+        let recordsSuccess: Bool
         let config: SupervisorConfig
         let owner: Supervisor
         let driver: any ProxyDriver
@@ -363,7 +365,9 @@ actor SwapRun {
             }
             context.logger.notice("\(context.action.rawValue) done in \(total) ms", metadata: ["swap.id": "\(context.id)", "pid": "\(newChild?.pid ?? 0)", "port": "\(newPort)"])
         }
-        await context.owner.appendHistory(HistoryEntry(result: result, callerUID: context.callerUID, time: WallClock.rfc3339Now()))
+        if !result.ok || context.recordsSuccess {
+            await context.owner.appendHistory(HistoryEntry(result: result, callerUID: context.callerUID, time: WallClock.rfc3339Now()))
+        }
         return result
     }
 
