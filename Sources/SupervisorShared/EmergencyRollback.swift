@@ -2,14 +2,26 @@
 import Glibc
 #endif
 import CSupervisorShims
+import Foundation
 import SupervisorCore
 import SystemBindings
 
 /// `supervisorctl rollback --emergency`: works with the daemon down or hung.
-/// Exchanges `<binary>` and `<binary>.bak` atomically (renameat2
-/// RENAME_EXCHANGE), records it in the history, and runs
-/// `[control] emergency_restart` (default `systemctl restart supervisor@NAME`),
-/// so the restarted daemon starts the previous binary.
+///
+/// 1. Checks that `<binary>.bak` is a regular, executable, non-empty file
+///    (else nothing is touched).
+/// 2. Stops the daemon if one runs, with SIGKILL (a hung one too, at once;
+///    never SIGTERM, which would stop the app): the app survives the
+///    daemon's death by design.
+/// 3. Exchanges `<binary>` and `<binary>.bak` atomically (renameat2
+///    RENAME_EXCHANGE) and leaves `<state_dir>/emergency-rollback.json` for
+///    the next daemon, then records it in history.
+/// 4. Runs `[control] emergency_restart` (default `systemctl start
+///    supervisor@NAME`). The daemon it starts adopts the instance that was
+///    serving (the rolled-away binary, now the file called `.bak`) and moves
+///    traffic to the restored binary the way a rollback does.
+///
+/// The caller then waits for that daemon to confirm (`EmergencyRollbackPrinter`).
 public struct EmergencyRollback: Sendable {
     public let config: SupervisorConfig
 
@@ -21,51 +33,132 @@ public struct EmergencyRollback: Sendable {
         config.control.emergencyRestart.map { Placeholders.substitute($0, ["name": config.name]) }
     }
 
-    /// Runs every step, reporting each to `say`; throws the first that fails.
-    public func run(callerUID: UInt32, say: @escaping @Sendable (String) -> Void) async throws(SwapError) {
+    /// Runs every step, reporting each to `say`; throws the first that fails
+    /// (saying what was and was not changed). Returns what the next daemon finishes.
+    public func run(callerUID: UInt32, say: @escaping @Sendable (String) -> Void) async throws(SwapError) -> EmergencyRollbackRecord {
         let binary = config.app.binary
         let backup = BinaryCommitter.backupPath(for: binary)
-        guard access(backup, F_OK) == 0 else {
-            throw SwapError(.noBackup, "no previous binary to roll back to: \(backup) does not exist")
+        if let problem = Self.problem(backup: backup, binary: binary) {
+            throw SwapError(problem.code, "\(problem.message); nothing was exchanged or restarted")
         }
-        guard access(binary, F_OK) == 0 else {
-            throw SwapError(.commitFailed, "\(binary) does not exist; nothing to exchange with \(backup) (restore it by hand: cp -p \(backup) \(binary))")
-        }
-        let before = BinaryIdentity(sha256: FileDigest.sha256(path: binary), version: nil)
-        let after = BinaryIdentity(sha256: FileDigest.sha256(path: backup), version: nil)
-        let started = ContinuousClock.now
+        let journal = StateJournal(directory: config.stateDirectory)
+        try await stopDaemon(say: say)
 
+        if let swap = Self.swapInProgress(journal), swap.phase != .watch, swap.phase != .done {
+            // Before its commit `.bak` is not the version before the new one: recovery first.
+            try await restart(say: say, afterExchange: false)
+            throw SwapError(
+                .interrupted,
+                "supervisord was stopped during a \(swap.action.rawValue) (phase \(swap.phase.rawValue)), so \(backup) may not be the version to go back to; nothing was exchanged. It was started again: recovery finishes or undoes that \(swap.action.rawValue) with no request failing. Then run `supervisorctl rollback` if still needed")
+        }
+
+        let before = FileDigest.sha256(path: binary)
+        let after = FileDigest.sha256(path: backup)
+        let started = ContinuousClock.now
         guard csup_rename_exchange(binary, backup) == 0 else {
-            throw SwapError(.commitFailed, "cannot exchange \(binary) and \(backup): \(String(cString: strerror(errno)))")
+            let reason = String(cString: strerror(errno))
+            try await restart(say: say, afterExchange: false)
+            throw SwapError(.commitFailed, "cannot exchange \(binary) and \(backup): \(reason); nothing was exchanged; supervisord was started again")
         }
         AtomicFile.syncDirectory(of: binary)
-        say("exchanged \(binary) and \(backup) atomically (renameat2 RENAME_EXCHANGE): \(binary) is now sha256 \(after.sha256?.prefix(12) ?? "?"), the one it replaced is kept as \(backup)")
+        say("exchanged \(binary) and \(backup) atomically (renameat2 RENAME_EXCHANGE): \(binary) is now sha256 \(after?.prefix(12) ?? "?"), the one it replaced (sha256 \(before?.prefix(12) ?? "?")) is kept as \(backup)")
 
-        let journal = StateJournal(directory: config.stateDirectory)
+        let record = EmergencyRollbackRecord(
+            id: "emergency-\(Int(WallClock.now()))-\(getpid())", time: WallClock.rfc3339Now(), callerUID: callerUID,
+            fromSHA256: before, toSHA256: after)
+        do {
+            try journal.writeEmergencyRollback(record)
+        } catch {
+            // Without the record the restarted daemon would keep the rolled-away instance serving
+            // while the files say otherwise: put the files back as they were.
+            let undone = csup_rename_exchange(binary, backup) == 0
+            AtomicFile.syncDirectory(of: binary)
+            try await restart(say: say, afterExchange: !undone)
+            throw SwapError(
+                .journalFailed,
+                "cannot write \(journal.emergencyRollbackPath): \(error); " + (undone ? "the files were exchanged back, nothing changed; supervisord was started again" : "and cannot exchange the files back: \(binary) is the restored binary while the rolled-away one still serves"))
+        }
         let entry = HistoryEntry(
-            id: "emergency-\(Int(WallClock.now()))-\(getpid())", time: WallClock.rfc3339Now(), action: .emergencyRollback,
-            callerUID: callerUID, from: before, to: after, result: .ok, error: nil, phasesMS: [:],
-            totalMS: (ContinuousClock.now - started).milliseconds)
+            id: record.id, time: record.time, action: .emergencyRollback, callerUID: callerUID,
+            from: BinaryIdentity(sha256: before, version: nil), to: BinaryIdentity(sha256: after, version: nil),
+            result: .ok, error: nil, phasesMS: [:], totalMS: (ContinuousClock.now - started).milliseconds)
         do {
             try journal.append(entry)
             say("recorded in \(journal.historyPath)")
         } catch {
             say("warning: could not record it in \(journal.historyPath): \(error)")
         }
+        try await restart(say: say, afterExchange: true)
+        return record
+    }
 
+    /// Why `<binary>.bak` cannot be rolled back to (nil: it can).
+    public static func problem(backup: String, binary: String) -> (code: SwapError.Code, message: String)? {
+        var info = stat()
+        guard stat(backup, &info) == 0 else {
+            return errno == ENOENT
+                ? (.noBackup, "no previous binary to roll back to: \(backup) does not exist")
+                : (.noBackup, "cannot read \(backup): \(String(cString: strerror(errno)))")
+        }
+        if (info.st_mode & S_IFMT) != S_IFREG {
+            return (.binaryNotRegular, "\(backup) is not a regular file (\((info.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "a special file")); it cannot run")
+        }
+        if info.st_mode & 0o111 == 0 {
+            return (.binaryNotExecutable, "\(backup) is not executable (mode \(String(info.st_mode & 0o7777, radix: 8))); it cannot run")
+        }
+        if info.st_size == 0 {
+            return (.binaryEmpty, "\(backup) is empty; it cannot run")
+        }
+        var live = stat()
+        if stat(binary, &live) != 0 {
+            return (.commitFailed, "\(binary) does not exist, so there is nothing to exchange with \(backup) (restore it by hand: cp -p \(backup) \(binary))")
+        }
+        return nil
+    }
+
+    /// SIGKILL to the daemon holding this service's lock, then waits (10 s at
+    /// most) for the lock to be released. SIGKILL works on a hung (even
+    /// stopped) process, and kills the daemon alone: the app keeps serving.
+    private func stopDaemon(say: @Sendable (String) -> Void) async throws(SwapError) {
+        let stateDirectory = config.stateDirectory
+        guard let pid = DaemonLock.holder(stateDirectory: stateDirectory) else {
+            say("no supervisord runs for \(config.name) (nothing holds \(DaemonLock.path(stateDirectory: stateDirectory)))")
+            return
+        }
+        guard kill(pid, SIGKILL) == 0 || errno == ESRCH else {
+            throw SwapError(.forbidden, "cannot stop supervisord (pid \(pid)): \(String(cString: strerror(errno))); nothing was exchanged or restarted (run it as root)")
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while DaemonLock.holder(stateDirectory: stateDirectory) == pid {
+            guard ContinuousClock.now < deadline else {
+                throw SwapError(.startFailed, "supervisord (pid \(pid)) still holds its lock 10 s after SIGKILL; nothing was exchanged or restarted")
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        say("stopped supervisord (pid \(pid)) with SIGKILL; the app was not signalled and keeps serving")
+    }
+
+    private func restart(say: @escaping @Sendable (String) -> Void, afterExchange: Bool) async throws(SwapError) {
         let argv = restartCommand
-        say("restarting: `\(argv.joined(separator: " "))`")
+        say("starting supervisord: `\(argv.joined(separator: " "))`")
+        let exchanged = afterExchange ? "the binaries are exchanged, but " : ""
         let outcome: CommandOutcome
         do {
             outcome = try await CommandRunner.run(
                 argv, environment: ProcessEnvironment.current(), timeout: .seconds(120),
                 onOutputLine: { line in say("  | \(line)") })
         } catch {
-            throw SwapError(.startFailed, "the binaries are exchanged, but the restart command could not start: \(error.description). Restart the service by hand.")
+            throw SwapError(.startFailed, "\(exchanged)the restart command could not start: \(error.description). Start the service by hand (systemctl start supervisor@\(config.name))")
         }
         guard outcome.succeeded else {
-            throw SwapError(.startFailed, "the binaries are exchanged, but `\(argv.joined(separator: " "))` \(outcome.timedOut ? "timed out" : outcome.status.description). Restart the service by hand.")
+            throw SwapError(.startFailed, "\(exchanged)`\(argv.joined(separator: " "))` \(outcome.timedOut ? "timed out" : outcome.status.description). Start the service by hand (systemctl start supervisor@\(config.name))")
         }
-        say("restarted: the service now runs the previous binary")
+    }
+
+    /// The swap or flip the journal says was in progress (read only: a file
+    /// that does not parse is the daemon's to keep aside, not ours).
+    static func swapInProgress(_ journal: StateJournal) -> JournalState.SwapInProgress? {
+        guard let bytes = AtomicFile.read(journal.statePath) else { return nil }
+        return (try? JSONDecoder().decode(JournalState.self, from: Data(bytes)))?.swap
     }
 }

@@ -46,9 +46,14 @@ struct RollbackCommand: AsyncParsableCommand {
             A rollback is a swap to <binary>.bak through the same gates, so the two
             files trade places: a second rollback re-applies the newer binary.
 
-            With --emergency (and --config) it works without the daemon: it
-            exchanges <binary> and <binary>.bak atomically and runs
-            [control] emergency_restart (default: systemctl restart supervisor@NAME).
+            With --emergency (and --config) it works without the daemon, down or
+            hung: it checks <binary>.bak (a regular executable file), stops the
+            daemon with SIGKILL (the app keeps serving), exchanges <binary> and
+            <binary>.bak atomically, runs [control] emergency_restart (default:
+            systemctl start supervisor@NAME), and waits for the started daemon to
+            move traffic from the running instance to the restored binary the way
+            a rollback does (no request fails). Exit 0 only once the restored
+            binary is confirmed serving; 1 with what it saw otherwise.
 
             Examples:
               supervisorctl --name myapp rollback

@@ -57,7 +57,7 @@ func problems(_ document: [String: ConfigValue]) -> [String] {
         #expect(config.drain.timeout == .seconds(5))
         #expect(config.control.socket == "/run/supervisor/myapp.sock")
         #expect(config.control.group == nil)
-        #expect(config.control.emergencyRestart == ["systemctl", "restart", "supervisor@{name}"])
+        #expect(config.control.emergencyRestart == ["systemctl", "start", "supervisor@{name}"])
     }
 
     @Test func stateDirectoryFromSystemdWins() throws {

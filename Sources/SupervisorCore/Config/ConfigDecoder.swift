@@ -261,7 +261,7 @@ public enum ConfigDecoder {
         if let group, group.isEmpty {
             control.problem("group", "must not be empty; leave it out for root only")
         }
-        let restart = control.command("emergency_restart") ?? ["systemctl", "restart", "supervisor@{name}"]
+        let restart = control.command("emergency_restart") ?? ["systemctl", "start", "supervisor@{name}"]
         checkPlaceholders(restart, allowed: ["name"], key: "emergency_restart", in: control)
         return ControlConfig(socket: socket, group: group, emergencyRestart: restart)
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SupervisorShared
 
 /// Another `supervisord` holds this service's lock: this one exits 2
 /// (`supervisord` recognises this error) having read and changed nothing.
@@ -21,7 +22,7 @@ public struct DaemonAlreadyRunning: Error, CustomStringConvertible {
 /// or socket. The kernel drops the lock when the process dies, however it
 /// dies: a stale file never blocks a restart.
 enum InstanceLock {
-    static func path(stateDirectory: String) -> String { stateDirectory + "/supervisord.lock" }
+    static func path(stateDirectory: String) -> String { DaemonLock.path(stateDirectory: stateDirectory) }
 
     /// Takes the lock, or throws `DaemonAlreadyRunning` (`StartError` when the
     /// file cannot be opened or locked). The descriptor is never closed:

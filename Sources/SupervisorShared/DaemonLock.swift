@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who holds a service's daemon lock (`<state_dir>/supervisord.lock`, taken
+/// with flock by the running `supervisord`), read from /proc/locks without
+/// touching the lock itself: taking it, even for a moment, could make a
+/// daemon starting at that instant refuse to run.
+public enum DaemonLock {
+    public static func path(stateDirectory: String) -> String { stateDirectory + "/supervisord.lock" }
+
+    /// The pid holding the lock, nil when no process holds it.
+    public static func holder(stateDirectory: String) -> Int32? {
+        var info = stat()
+        guard stat(path(stateDirectory: stateDirectory), &info) == 0,
+            let text = try? String(contentsOfProcFile: "/proc/locks")
+        else { return nil }
+        return holder(inLocks: text, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    /// From /proc/locks lines such as `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`
+    /// (device major:minor in hex, then the inode).
+    public static func holder(inLocks text: String, device: UInt64, inode: UInt64) -> Int32? {
+        let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
+        let minor = device & 0xff | (device >> 12) & ~0xff
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            // A blocked waiter's line starts "1: ->": skip it.
+            guard fields.count >= 6, fields[1] == "FLOCK", let pid = Int32(fields[4]) else { continue }
+            let parts = fields[5].split(separator: ":")
+            guard parts.count == 3, let lockMajor = UInt64(parts[0], radix: 16), let lockMinor = UInt64(parts[1], radix: 16),
+                let lockInode = UInt64(parts[2])
+            else { continue }
+            if lockMajor == major && lockMinor == minor && lockInode == inode { return pid }
+        }
+        return nil
+    }
+}
+
+extension String {
+    /// /proc files report size 0: read until EOF.
+    init(contentsOfProcFile path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ProcReadError() }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 14)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += buffer[0..<count]
+        }
+        self = String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+struct ProcReadError: Error {}
