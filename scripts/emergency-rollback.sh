@@ -1,13 +1,24 @@
 #!/bin/sh
 # Emergency rollback in plain POSIX sh, for a host where the supervisor's own
-# binaries cannot run. Does what `supervisorctl rollback --emergency` does:
-# puts <binary>.bak back as <binary> (keeping the one it replaces as .bak) and
-# restarts the unit.
+# binaries cannot run. Does what `supervisorctl rollback --emergency` does,
+# except wait for the confirmation (check it with `supervisorctl status`):
+#
+#   1. <binary>.bak must be a regular, executable, non-empty file; else
+#      nothing is touched (exit 1).
+#   2. A running supervisord for the service (the pid holding
+#      <state_dir>/supervisord.lock, from /proc/locks) is stopped with
+#      SIGKILL, hung or not: the app is not signalled and keeps serving.
+#   3. <binary> and <binary>.bak trade places; the record the next daemon
+#      reads (<state_dir>/emergency-rollback.json) and a history line are
+#      written.
+#   4. The daemon is started again: [control] emergency_restart from the
+#      config, else $SUPERVISOR_RESTART_COMMAND, else
+#      `systemctl start supervisor@NAME`. It adopts the running instance and
+#      moves traffic to the restored binary the way a rollback does.
 #
 # Usage: emergency-rollback.sh /etc/supervisor/NAME.toml
-#   Reads `name` and `[app] binary` from the config (plain `key = "value"` lines).
-#   Restart command: $SUPERVISOR_RESTART_COMMAND if set, else
-#   `systemctl restart supervisor@NAME`.
+#   Reads `name`, `state_dir`, `[app] binary` and `[control] emergency_restart`
+#   from the config (plain `key = "value"` / `key = ["a", "b"]` lines).
 #
 # Without renameat2 from sh the exchange is three steps, each an atomic
 # rename or link, so <binary> exists at every instant:
@@ -21,27 +32,82 @@ die() { say "emergency-rollback: $*"; exit 1; }
 config=$1
 [ -r "$config" ] || die "cannot read $config"
 
-# name = "…" at top level; binary = "…" inside [app].
-name=$(awk -F'"' '/^\[/{exit} /^[ \t]*name[ \t]*=/{print $2; exit}' "$config")
-binary=$(awk -F'"' '/^\[app\]/{app=1; next} /^\[/{app=0} app && /^[ \t]*binary[ \t]*=/{print $2; exit}' "$config")
+# top-level `key = "…"` (before the first table), and `key = …` inside [table].
+top() { awk -F'"' -v key="$1" '/^\[/{exit} $0 ~ "^[ \t]*" key "[ \t]*=" {print $2; exit}' "$config"; }
+in_table() { awk -v table="[$1]" -v key="$2" '/^\[/{inside = ($0 == table); next} inside && $0 ~ "^[ \t]*" key "[ \t]*=" {sub(/^[^=]*=[ \t]*/, ""); print; exit}' "$config"; }
+
+name=$(top name)
+binary=$(in_table app binary | awk -F'"' '{print $2}')
 [ -n "$name" ] || die "no name = \"…\" line in $config"
 [ -n "$binary" ] || die "no binary = \"…\" line under [app] in $config"
+state_dir=${STATE_DIRECTORY:-$(top state_dir)}
+state_dir=${state_dir:-/var/lib/supervisor/$name}
 
 backup="$binary.bak"
-[ -e "$backup" ] || die "no previous binary to roll back to: $backup does not exist"
+if [ ! -e "$backup" ]; then die "no previous binary to roll back to: $backup does not exist; nothing was exchanged or restarted"; fi
+if [ ! -f "$backup" ]; then die "$backup is not a regular file; it cannot run; nothing was exchanged or restarted"; fi
+if [ ! -x "$backup" ]; then die "$backup is not executable; it cannot run; nothing was exchanged or restarted"; fi
+if [ ! -s "$backup" ]; then die "$backup is empty; it cannot run; nothing was exchanged or restarted"; fi
 [ -e "$binary" ] || die "$binary does not exist; restore it by hand: cp -p $backup $binary"
 
-temp="$binary.emergency.$$"
 say "emergency rollback of $name ($config), without the daemon"
+
+# The daemon holding the lock, from /proc/locks ("1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF").
+lock="$state_dir/supervisord.lock"
+holder() {
+    [ -e "$lock" ] || return 0
+    inode=$(stat -c %i "$lock")
+    awk -v inode="$inode" '$2 == "FLOCK" { n = split($6, part, ":"); if (part[n] == inode) { print $5; exit } }' /proc/locks
+}
+pid=$(holder)
+if [ -n "$pid" ]; then
+    kill -KILL "$pid" || die "cannot stop supervisord (pid $pid); nothing was exchanged or restarted (run it as root)"
+    tries=0
+    while [ "$(holder)" = "$pid" ]; do
+        tries=$((tries + 1))
+        [ $tries -lt 200 ] || die "supervisord (pid $pid) still holds $lock 10 s after SIGKILL; nothing was exchanged or restarted"
+        sleep 0.05
+    done
+    say "  stopped supervisord (pid $pid) with SIGKILL; the app was not signalled and keeps serving"
+fi
+
+restart=${SUPERVISOR_RESTART_COMMAND:-}
+if [ -z "$restart" ]; then
+    # ["a", "b {name}"] -> a b NAME (words without spaces, as the defaults are)
+    restart=$(in_table control emergency_restart | sed -e 's/^\[//' -e 's/\][ \t]*$//' -e 's/"//g' -e 's/,/ /g' -e "s/{name}/$name/g")
+fi
+restart=${restart:-"systemctl start supervisor@$name"}
+
+if [ -r "$state_dir/state.json" ] && grep -q '"swap":{' "$state_dir/state.json" \
+    && ! grep -Eq '"phase":"(watch|done)"' "$state_dir/state.json"; then
+    say "  supervisord was stopped during a swap: $backup may not be the version to go back to; nothing was exchanged"
+    say "  starting supervisord: $restart"
+    sh -c "$restart" || die "\`$restart\` failed; start the service by hand"
+    die "recovery finishes or undoes that swap; run \`supervisorctl --name $name rollback\` afterwards if still needed"
+fi
+
+from=$(sha256sum "$binary" | cut -d' ' -f1)
+to=$(sha256sum "$backup" | cut -d' ' -f1)
+temp="$binary.emergency.$$"
 ln -f "$binary" "$temp"
 mv -f "$backup" "$binary"
 mv -f "$temp" "$backup"
-say "  exchanged $binary and $backup: the previous binary is live, the one it replaced is kept as $backup"
+say "  exchanged $binary and $backup: the previous binary (sha256 $(printf %.12s "$to")) is $binary, the one it replaced is kept as $backup"
 
-restart=${SUPERVISOR_RESTART_COMMAND:-"systemctl restart supervisor@$name"}
-say "  restarting: $restart"
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+id="emergency-$(date +%s)-$$"
+uid=$(id -u)
+mkdir -p "$state_dir"
+printf '{"id":"%s","time":"%s","caller_uid":%s,"from_sha256":"%s","to_sha256":"%s"}\n' \
+    "$id" "$now" "$uid" "$from" "$to" > "$state_dir/emergency-rollback.json.tmp.$$"
+mv -f "$state_dir/emergency-rollback.json.tmp.$$" "$state_dir/emergency-rollback.json"
+printf '{"id":"%s","time":"%s","action":"emergency-rollback","caller_uid":%s,"from":{"sha256":"%s"},"to":{"sha256":"%s"},"result":"ok","phases_ms":{},"total_ms":0}\n' \
+    "$id" "$now" "$uid" "$from" "$to" >> "$state_dir/history.jsonl"
+say "  recorded in $state_dir/history.jsonl; $state_dir/emergency-rollback.json tells the started daemon to move traffic"
+
+say "  starting supervisord: $restart"
 if sh -c "$restart"; then
-    say "ok: rolled back; check it with: supervisorctl --name $name status"
+    say "ok: files exchanged and supervisord started; it moves traffic to the restored binary: check with \`supervisorctl --name $name status\` (emergency: ok)"
 else
-    die "the binaries are exchanged, but \`$restart\` failed; restart the service by hand"
+    die "the binaries are exchanged, but \`$restart\` failed; start the service by hand (systemctl start supervisor@$name)"
 fi

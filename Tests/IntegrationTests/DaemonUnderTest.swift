@@ -34,6 +34,9 @@ final class DaemonUnderTest {
         var ports: [Int]? = nil
         var stopTimeout = "5s"
         var startTimeout = "10s"
+        /// `[control] emergency_restart` really starts this daemon again (detached, into the
+        /// same log): what `systemctl start` does for an emergency rollback under systemd.
+        var emergencyRestartStartsDaemon = false
     }
 
     init(_ options: Options = Options(), handoff: Bool = false) {
@@ -42,6 +45,20 @@ final class DaemonUnderTest {
         logPath = directory.file("supervisord.log")
         let args = ((handoff ? [] : ["--port", "{port}"]) + options.appArgs).map { "\"\($0)\"" }.joined(separator: ", ")
         let env = options.appEnv.map { "\($0.key) = \"\($0.value)\"" }.joined(separator: ", ")
+        var control = options.extraControl
+        if options.emergencyRestartStartsDaemon {
+            // Run by the CLI with its environment (the test passes `daemonEnvironment`): the new
+            // daemon carries the owner mark, so `stop()` finds and kills it and its app.
+            let script = directory.write(
+                "start-again",
+                """
+                #!/bin/sh
+                exec >> \(logPath) 2>&1 < /dev/null
+                setsid \(Binaries.supervisord) --config \(directory.file("service.toml")) --log-level debug &
+                echo "started supervisord again (pid $!)"
+                """, mode: 0o755)
+            control += "\nemergency_restart = [\"\(script)\"]"
+        }
         configPath = directory.write(
             "service.toml",
             """
@@ -66,7 +83,7 @@ final class DaemonUnderTest {
 
             [control]
             socket = "\(socket)"
-            \(options.extraControl)
+            \(control)
 
             \(options.proxySection)
             """)
