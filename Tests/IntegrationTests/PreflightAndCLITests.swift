@@ -11,7 +11,7 @@ final class LocalStack {
     let daemon: DaemonUnderTest
     let live: String
 
-    init(options: (inout DaemonUnderTest.Options) -> Void = { _ in }) throws {
+    init(start: Bool = true, options: (inout DaemonUnderTest.Options) -> Void = { _ in }) throws {
         live = work.file("bin/app")
         try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: work, flags: []), toPath: live)
@@ -20,7 +20,12 @@ final class LocalStack {
         settings.extraApp = #"version_command = ["{binary}", "--version"]"#
         options(&settings)
         daemon = DaemonUnderTest(settings)
-        try daemon.start()
+        if start { try daemon.start() }
+    }
+
+    /// Set up, the daemon not started.
+    static func unstarted() throws -> LocalStack {
+        try LocalStack(start: false)
     }
 }
 

@@ -46,14 +46,17 @@ extension UnderLoad {
         /// The live binary replaced under the running app by write-and-rename (what dpkg, rsync and
         /// most deploy tools do), with demo-app itself as the app: its /proc/PID/exe now reads
         /// `… (deleted)`. A restarted supervisor still knows it by pid and start time: same pid, no
-        /// second instance started into the port it holds.
+        /// second instance started into the port it holds; status says the file is not what runs,
+        /// and a swap of the file applies it.
         @Test func aLiveBinaryReplacedOnDiskDoesNotHideTheRunningApp() throws {
             let stack = try ProxyStack(.nginx)
             let before = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
             let pid = try #require(before["pid"] as? Int)
+            let v1SHA = try #require(before["sha256"] as? String)
+            #expect(before["binary_on_disk_sha256"] == nil, "the file is what runs")
             let load = try LoadGenerator(port: stack.proxy.listenPort)
             let replacement = stack.live + ".upload"
-            try FileManager.default.copyItem(atPath: Binaries.demoApp, toPath: replacement)
+            try FileManager.default.copyItem(atPath: stack.version("v3"), toPath: replacement)
             #expect(rename(replacement, stack.live) == 0)
             let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
             #expect(exe.hasSuffix("(deleted)"), "the running app's executable is the replaced file: \(exe)")
@@ -65,7 +68,20 @@ extension UnderLoad {
             #expect(after["restarts"] as? Int == 0)
             #expect(!stack.daemon.log.contains("Address already in use"), "no second instance started into the held port")
             #expect(stack.proxy.servedVersion() == "v1")
-            load.finish().expectNothingFailed("nginx live binary replaced on disk, supervisor SIGKILLed and restarted")
+            #expect(after["version"] as? String == "v1", "the adopted app is reported as what it runs, not as the file")
+            #expect(after["sha256"] as? String == v1SHA)
+            let onDisk = after["binary_on_disk_sha256"] as? String
+            #expect(onDisk != nil && onDisk != v1SHA, "status names the file that is not what runs: \(after)")
+            let text = try stack.daemon.ctl(["status"])
+            #expect(text.stdout.contains("not what runs") && text.stdout.contains("supervisorctl swap \(stack.live)"), "\(text.stdout)")
+
+            let (swap, _) = try stack.swap(stack.live)
+            #expect(swap.exitCode == 0, "\(swap.stderr)")
+            #expect(stack.serves("v3"))
+            let applied = try #require(stack.daemon.status())
+            #expect(applied["sha256"] as? String == onDisk)
+            #expect(applied["binary_on_disk_sha256"] == nil)
+            load.finish().expectNothingFailed("nginx live binary replaced on disk, supervisor SIGKILLed and restarted, then swapped to the file")
         }
 
         static let phases: [SwapPhase] = [.stage, .preflight, .start, .health, .switch, .drain, .stop, .commit]
