@@ -17,10 +17,11 @@ extension UnderLoad {
             try #require(ProxyKindUnderTest.nginx.isInstalled && LoadGenerator.isInstalled, "nginx and wrk: run scripts/test.sh")
             let stack = try ProxyStack(.nginx)
             #expect(stack.daemon.waitUntilRunning() != nil)
-            // The binary's directory becomes a 1 MiB tmpfs holding the live binary.
+            // The binary's directory becomes a tmpfs with room for the live binary (an ELF) and 1 MiB more.
             let small = stack.work.file("small")
             try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
-            let mounted = try Command.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small])
+            let liveSize = try #require(try FileManager.default.attributesOfItem(atPath: stack.live)[.size] as? Int)
+            let mounted = try Command.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(liveSize / 1024 + 1024)k", "tmpfs", small])
             try #require(mounted.exitCode == 0, "mount: \(mounted.stderr)")
             defer { _ = try? Command.run("/bin/umount", ["-l", small]) }
             // A second daemon whose live binary sits on the tmpfs.
@@ -33,7 +34,7 @@ extension UnderLoad {
             #expect(daemon.waitUntilRunning() != nil, "\(daemon.log)")
             let before = FileManager.default.contents(atPath: live)
 
-            // demo-app itself is far larger than 1 MiB.
+            // demo-app itself is far larger than the 1 MiB left.
             let result = try daemon.ctl(["swap", Binaries.demoApp, "--json"])
             #expect(result.exitCode == 1)
             #expect(result.stdout.contains("\"code\":\"stage_failed\""), "\(result.stdout)")

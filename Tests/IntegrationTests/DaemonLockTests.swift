@@ -1,0 +1,27 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SupervisorShared
+import Testing
+
+/// The emergency rollback finds the daemon by the lock it holds, read from
+/// the kernel's /proc/locks (device and inode), never by taking the lock.
+@Suite struct DaemonLockTests {
+    @Test func theHolderOfTheLockIsFoundAndNobodyAfterItIsReleased() throws {
+        let directory = TemporaryDirectory("lock")
+        let path = DaemonLock.path(stateDirectory: directory.path)
+        #expect(DaemonLock.holder(stateDirectory: directory.path) == nil, "no file: no holder")
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        try #require(fd >= 0)
+        #expect(DaemonLock.holder(stateDirectory: directory.path) == nil, "the file, unlocked: no holder")
+        #expect(flock(fd, LOCK_EX | LOCK_NB) == 0)
+        #expect(DaemonLock.holder(stateDirectory: directory.path) == getpid(), "\((try? String(contentsOfFile: "/proc/locks", encoding: .utf8)) ?? "")")
+        // Another file in the same directory, locked too, is not mistaken for it.
+        let other = open(directory.file("other.lock"), O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        #expect(flock(other, LOCK_EX | LOCK_NB) == 0)
+        close(fd)
+        #expect(DaemonLock.holder(stateDirectory: directory.path) == nil, "released when closed")
+        close(other)
+    }
+}
