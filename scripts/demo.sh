@@ -55,12 +55,15 @@ print(*[x.getsockname()[1] for x in s])' "$1"
 }
 read -r PORT_A PORT_B PROXY_PORT ADMIN_PORT < <(free_ports 4)
 
-# The "binaries": v1 and v2 of demo-app (v2 takes half a second to start
-# listening, so switching before it is healthy would show as errors).
+# The "binaries": v1 and v2 of demo-app, each a compiled ELF as a real
+# service is (a copy of demo-app with its options baked into a trailer line
+# it reads from /proc/self/exe). v2 takes half a second to start listening,
+# so switching before it is healthy would show as errors.
 mkdir -p "$WORK/bin" "$WORK/release"
-cp "$BIN/demo-app" "$WORK/demo-app"
-printf '#!/bin/sh\nexec %s --version-tag v1 "$@"\n' "$WORK/demo-app" > "$WORK/bin/app"
-printf '#!/bin/sh\nexec %s --version-tag v2 --start-delay-ms 500 "$@"\n' "$WORK/demo-app" > "$WORK/release/app-v2"
+cp "$BIN/demo-app" "$WORK/bin/app"
+printf '\n#demo-app-args: --version-tag v1\n' >> "$WORK/bin/app"
+cp "$BIN/demo-app" "$WORK/release/app-v2"
+printf '\n#demo-app-args: --version-tag v2 --start-delay-ms 500\n' >> "$WORK/release/app-v2"
 chmod 755 "$WORK/bin/app" "$WORK/release/app-v2"
 
 mkdir -p "$WORK/proxy"
