@@ -7,7 +7,8 @@
 #      nothing is touched (exit 1).
 #   2. A running supervisord for the service (the pid holding
 #      <state_dir>/supervisord.lock, from /proc/locks) is stopped with
-#      SIGKILL, hung or not: the app is not signalled and keeps serving.
+#      SIGKILL, hung or not: the app is not signalled and keeps serving. The
+#      lock is then held (flock) until step 3 is done.
 #   3. <binary> and <binary>.bak trade places; the record the next daemon
 #      reads (<state_dir>/emergency-rollback.json) and a history line are
 #      written.
@@ -59,17 +60,27 @@ holder() {
     inode=$(stat -c %i "$lock")
     awk -v inode="$inode" '$2 == "FLOCK" { n = split($6, part, ":"); if (part[n] == inode) { print $5; exit } }' /proc/locks
 }
-pid=$(holder)
-if [ -n "$pid" ]; then
-    kill -KILL "$pid" || die "cannot stop supervisord (pid $pid); nothing was exchanged or restarted (run it as root)"
-    tries=0
-    while [ "$(holder)" = "$pid" ]; do
-        tries=$((tries + 1))
-        [ $tries -lt 200 ] || die "supervisord (pid $pid) still holds $lock 10 s after SIGKILL; nothing was exchanged or restarted"
-        sleep 0.05
-    done
-    say "  stopped supervisord (pid $pid) with SIGKILL; the app was not signalled and keeps serving"
-fi
+# Take the daemon's lock (fd 9, held until the files and the record are in
+# place): a daemon systemd restarts meanwhile finds it taken and exits 2
+# instead of adopting the app without the record. Whoever holds it is stopped
+# with SIGKILL (never SIGTERM, which stops the app).
+mkdir -p "$state_dir"
+exec 9>>"$lock"
+tries=0
+stopped=
+until flock -n 9; do
+    pid=$(holder)
+    if [ -n "$pid" ]; then
+        kill -KILL "$pid" 2>/dev/null || [ ! -d "/proc/$pid" ] || die "cannot stop supervisord (pid $pid); nothing was exchanged or restarted (run it as root)"
+        case " $stopped " in *" $pid "*) ;; *)
+            stopped="$stopped $pid"
+            say "  stopped supervisord (pid $pid) with SIGKILL; the app was not signalled and keeps serving" ;;
+        esac
+    fi
+    tries=$((tries + 1))
+    [ $tries -lt 200 ] || die "$lock is still held 10 s after SIGKILL; nothing was exchanged or restarted"
+    sleep 0.05
+done
 
 restart=${SUPERVISOR_RESTART_COMMAND:-}
 if [ -z "$restart" ]; then
@@ -81,6 +92,7 @@ restart=${restart:-"systemctl start supervisor@$name"}
 if [ -r "$state_dir/state.json" ] && grep -q '"swap":{' "$state_dir/state.json" \
     && ! grep -Eq '"phase":"(watch|done)"' "$state_dir/state.json"; then
     say "  supervisord was stopped during a swap: $backup may not be the version to go back to; nothing was exchanged"
+    exec 9>&-
     say "  starting supervisord: $restart"
     sh -c "$restart" || die "\`$restart\` failed; start the service by hand"
     die "recovery finishes or undoes that swap; run \`supervisorctl --name $name rollback\` afterwards if still needed"
@@ -105,6 +117,7 @@ printf '{"id":"%s","time":"%s","action":"emergency-rollback","caller_uid":%s,"fr
     "$id" "$now" "$uid" "$from" "$to" >> "$state_dir/history.jsonl"
 say "  recorded in $state_dir/history.jsonl; $state_dir/emergency-rollback.json tells the started daemon to move traffic"
 
+exec 9>&-
 say "  starting supervisord: $restart"
 if sh -c "$restart"; then
     say "ok: files exchanged and supervisord started; it moves traffic to the restored binary: check with \`supervisorctl --name $name status\` (emergency: ok)"

@@ -12,7 +12,9 @@ import SystemBindings
 ///    (else nothing is touched).
 /// 2. Stops the daemon if one runs, with SIGKILL (a hung one too, at once;
 ///    never SIGTERM, which would stop the app): the app survives the
-///    daemon's death by design.
+///    daemon's death by design. Holds the daemon's lock until step 3 is
+///    done, so a daemon systemd restarts meanwhile exits 2 rather than
+///    adopt the app without the record.
 /// 3. Exchanges `<binary>` and `<binary>.bak` atomically (renameat2
 ///    RENAME_EXCHANGE) and leaves `<state_dir>/emergency-rollback.json` for
 ///    the next daemon, then records it in history.
@@ -42,10 +44,18 @@ public struct EmergencyRollback: Sendable {
             throw SwapError(problem.code, "\(problem.message); nothing was exchanged or restarted")
         }
         let journal = StateJournal(directory: config.stateDirectory)
-        try await stopDaemon(say: say)
+        // Held until the files and the record are in place: a daemon systemd restarts meanwhile
+        // (Restart=on-failure) finds it taken and exits 2 instead of adopting the app without the record.
+        var lock = try await takeDaemonLock(say: say)
+        func release() {
+            if lock >= 0 { close(lock) }
+            lock = -1
+        }
+        defer { release() }
 
         if let swap = Self.swapInProgress(journal), swap.phase != .watch, swap.phase != .done {
             // Before its commit `.bak` is not the version before the new one: recovery first.
+            release()
             try await restart(say: say, afterExchange: false)
             throw SwapError(
                 .interrupted,
@@ -57,6 +67,7 @@ public struct EmergencyRollback: Sendable {
         let started = ContinuousClock.now
         guard csup_rename_exchange(binary, backup) == 0 else {
             let reason = String(cString: strerror(errno))
+            release()
             try await restart(say: say, afterExchange: false)
             throw SwapError(.commitFailed, "cannot exchange \(binary) and \(backup): \(reason); nothing was exchanged; supervisord was started again")
         }
@@ -73,6 +84,7 @@ public struct EmergencyRollback: Sendable {
             // while the files say otherwise: put the files back as they were.
             let undone = csup_rename_exchange(binary, backup) == 0
             AtomicFile.syncDirectory(of: binary)
+            release()
             try await restart(say: say, afterExchange: !undone)
             throw SwapError(
                 .journalFailed,
@@ -88,6 +100,7 @@ public struct EmergencyRollback: Sendable {
         } catch {
             say("warning: could not record it in \(journal.historyPath): \(error)")
         }
+        release()
         try await restart(say: say, afterExchange: true)
         return record
     }
@@ -116,26 +129,45 @@ public struct EmergencyRollback: Sendable {
         return nil
     }
 
-    /// SIGKILL to the daemon holding this service's lock, then waits (10 s at
-    /// most) for the lock to be released. SIGKILL works on a hung (even
-    /// stopped) process, and kills the daemon alone: the app keeps serving.
-    private func stopDaemon(say: @Sendable (String) -> Void) async throws(SwapError) {
+    /// Takes the daemon's lock (`<state_dir>/supervisord.lock`): SIGKILL to
+    /// whichever daemon holds it (a hung, even stopped, one too; SIGKILL kills
+    /// the daemon alone: the app keeps serving), until this process holds it,
+    /// 10 s at most. Returns the locked descriptor.
+    private func takeDaemonLock(say: @Sendable (String) -> Void) async throws(SwapError) -> Int32 {
         let stateDirectory = config.stateDirectory
-        guard let pid = DaemonLock.holder(stateDirectory: stateDirectory) else {
-            say("no supervisord runs for \(config.name) (nothing holds \(DaemonLock.path(stateDirectory: stateDirectory)))")
-            return
+        let path = DaemonLock.path(stateDirectory: stateDirectory)
+        do {
+            try StateJournal(directory: stateDirectory).prepare()
+        } catch {
+            throw SwapError(.journalFailed, "cannot create the state directory \(stateDirectory): \(error); nothing was exchanged or restarted")
         }
-        guard kill(pid, SIGKILL) == 0 || errno == ESRCH else {
-            throw SwapError(.forbidden, "cannot stop supervisord (pid \(pid)): \(String(cString: strerror(errno))); nothing was exchanged or restarted (run it as root)")
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else {
+            throw SwapError(.journalFailed, "cannot open \(path): \(String(cString: strerror(errno))); nothing was exchanged or restarted")
         }
         let deadline = ContinuousClock.now + .seconds(10)
-        while DaemonLock.holder(stateDirectory: stateDirectory) == pid {
+        var killed: [Int32] = []
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if let pid = DaemonLock.holder(stateDirectory: stateDirectory), !killed.contains(pid) || ContinuousClock.now > deadline - .seconds(5) {
+                guard kill(pid, SIGKILL) == 0 || errno == ESRCH else {
+                    close(fd)
+                    throw SwapError(.forbidden, "cannot stop supervisord (pid \(pid)): \(String(cString: strerror(errno))); nothing was exchanged or restarted (run it as root)")
+                }
+                if !killed.contains(pid) {
+                    killed.append(pid)
+                    say("stopped supervisord (pid \(pid)) with SIGKILL; the app was not signalled and keeps serving")
+                }
+            }
             guard ContinuousClock.now < deadline else {
-                throw SwapError(.startFailed, "supervisord (pid \(pid)) still holds its lock 10 s after SIGKILL; nothing was exchanged or restarted")
+                close(fd)
+                throw SwapError(.startFailed, "\(path) is still held 10 s after SIGKILL to \(killed.map(String.init).joined(separator: ", ")); nothing was exchanged or restarted")
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        say("stopped supervisord (pid \(pid)) with SIGKILL; the app was not signalled and keeps serving")
+        if killed.isEmpty {
+            say("no supervisord was running for \(config.name)")
+        }
+        return fd
     }
 
     private func restart(say: @escaping @Sendable (String) -> Void, afterExchange: Bool) async throws(SwapError) {

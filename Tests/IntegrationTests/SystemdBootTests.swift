@@ -204,11 +204,33 @@ extension UnderLoad {
             close.finish().expectNothingFailed("systemd: supervisor SIGKILLed and watchdog-killed, app re-adopted (Connection: close)")
             keepAlive.finish().expectNothingFailed("systemd: supervisor SIGKILLed and watchdog-killed, app re-adopted (keep-alive)")
 
+            // Emergency rollback with the supervisor hung (SIGSTOP), with the shipped unit and the
+            // default emergency_restart (`systemctl start`): the CLI SIGKILLs it at once (no
+            // TimeoutStopSec), exchanges the files while holding its lock (systemd's own restart
+            // meanwhile exits 2), starts it, and says ok once the started one moved traffic to v1.
+            let emergencyLoad = try LoadGenerator(port: caddy.listenPort)
+            let hang = try service.sandbox.systemctl(["kill", "--kill-whom=main", "--signal=SIGSTOP", service.unit])
+            #expect(hang.exitCode == 0, "\(hang.stderr)")
+            let emergency = try service.sandbox.run(
+                [Binaries.supervisorctl, "rollback", "--emergency", "--config", service.work.file("itest.toml")], timeout: 120)
+            #expect(emergency.exitCode == 0, "\(emergency.stderr)\n\(service.log.suffix(3000))")
+            #expect(emergency.stderr.contains("confirmed: pid"), "\(emergency.stderr)")
+            #expect(emergency.stderr.contains("systemctl start supervisor@itest"), "\(emergency.stderr)")
+            #expect(caddy.servedVersion() == "v1")
+            let rolledBack = try #require(service.status())
+            let v1PID = try #require(rolledBack["pid"] as? Int)
+            #expect(v1PID != appPID)
+            #expect(rolledBack["version"] as? String == "v1")
+            #expect((rolledBack["emergency_rollback"] as? [String: Any])?["state"] as? String == "ok")
+            #expect(eventually(timeout: 10) { !service.sandbox.exists(appPID) }, "the rolled-away v2 instance was stopped")
+            #expect(service.state == "active")
+            emergencyLoad.finish().expectNothingFailed("systemd: emergency rollback with the supervisor hung, behind caddy")
+
             // A normal stop stops the app too.
             let stop = try service.sandbox.systemctl(["stop", service.unit, "supervisor@itest.socket"])
             #expect(stop.exitCode == 0, "\(stop.stderr)")
             #expect(service.state == "inactive")
-            #expect(eventually(timeout: 10) { !service.sandbox.exists(appPID) }, "the app stops with the service")
+            #expect(eventually(timeout: 10) { !service.sandbox.exists(v1PID) }, "the app stops with the service")
         }
 
         /// Socket-handoff mode under systemd: the supervisor opens the public
