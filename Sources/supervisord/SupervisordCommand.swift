@@ -27,9 +27,11 @@ struct SupervisordCommand: AsyncParsableCommand {
             stop_timeout) and exits 0. SIGHUP, SIGUSR1, SIGUSR2 and other
             signals are logged and ignored.
 
-            Exit codes: 0 stopped cleanly; 1 could not start; 2 bad config, or
+            Exit codes: 0 stopped cleanly; 1 could not start; 2 bad config,
             another supervisord already runs for this service (its lock in the
-            state directory is held).
+            state directory is held), or every [app] port is held by a process
+            that is not the app (the message names each holder). The shipped
+            unit does not restart on 2.
 
             Examples:
               supervisord --config /etc/supervisor/myapp.toml
