@@ -12,9 +12,9 @@
 #   3. <binary> and <binary>.bak trade places; the record the next daemon
 #      reads (<state_dir>/emergency-rollback.json) and a history line are
 #      written.
-#   4. The daemon is started again: [control] emergency_restart from the
-#      config, else $SUPERVISOR_RESTART_COMMAND, else
-#      `systemctl start supervisor@NAME`. It adopts the running instance and
+#   4. The daemon is started again: $SUPERVISOR_RESTART_COMMAND if set, else
+#      [control] emergency_restart from the config (a one-line array of
+#      words without spaces), else `systemctl start supervisor@NAME`. It adopts the running instance and
 #      moves traffic to the restored binary the way a rollback does.
 #
 # Usage: emergency-rollback.sh /etc/supervisor/NAME.toml
@@ -71,6 +71,11 @@ stopped=
 until flock -n 9; do
     pid=$(holder)
     if [ -n "$pid" ]; then
+        # Only a daemon is killed: another emergency rollback holding the lock is left to finish.
+        case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in
+        */supervisord*) ;;
+        *) die "$lock is held by pid $pid ($(readlink "/proc/$pid/exe" 2>/dev/null || echo "executable unknown")), not supervisord: another emergency rollback runs? Nothing was exchanged or restarted" ;;
+        esac
         kill -KILL "$pid" 2>/dev/null || [ ! -d "/proc/$pid" ] || die "cannot stop supervisord (pid $pid); nothing was exchanged or restarted (run it as root)"
         case " $stopped " in *" $pid "*) ;; *)
             stopped="$stopped $pid"
@@ -110,12 +115,20 @@ now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 id="emergency-$(date +%s)-$$"
 uid=$(id -u)
 mkdir -p "$state_dir"
-printf '{"id":"%s","time":"%s","caller_uid":%s,"from_sha256":"%s","to_sha256":"%s"}\n' \
-    "$id" "$now" "$uid" "$from" "$to" > "$state_dir/emergency-rollback.json.tmp.$$"
-mv -f "$state_dir/emergency-rollback.json.tmp.$$" "$state_dir/emergency-rollback.json"
+record="$state_dir/emergency-rollback.json"
+if ! { printf '{"id":"%s","time":"%s","caller_uid":%s,"from_sha256":"%s","to_sha256":"%s"}\n' \
+        "$id" "$now" "$uid" "$from" "$to" > "$record.tmp.$$" && mv -f "$record.tmp.$$" "$record"; }; then
+    # Without the record the started daemon would keep the rolled-away version serving while
+    # the files say otherwise: put the files back as they were, and start the daemon anyway.
+    rm -f "$record.tmp.$$"
+    ln -f "$binary" "$temp" && mv -f "$backup" "$binary" && mv -f "$temp" "$backup" || say "  cannot exchange the files back"
+    exec 9>&-
+    sh -c "$restart" || true
+    die "cannot write $record; the files were exchanged back and supervisord started again: nothing changed"
+fi
 printf '{"id":"%s","time":"%s","action":"emergency-rollback","caller_uid":%s,"from":{"sha256":"%s"},"to":{"sha256":"%s"},"result":"ok","phases_ms":{},"total_ms":0}\n' \
-    "$id" "$now" "$uid" "$from" "$to" >> "$state_dir/history.jsonl"
-say "  recorded in $state_dir/history.jsonl; $state_dir/emergency-rollback.json tells the started daemon to move traffic"
+    "$id" "$now" "$uid" "$from" "$to" >> "$state_dir/history.jsonl" || say "  warning: could not append to $state_dir/history.jsonl"
+say "  recorded in $state_dir/history.jsonl; $record tells the started daemon to move traffic"
 
 exec 9>&-
 say "  starting supervisord: $restart"

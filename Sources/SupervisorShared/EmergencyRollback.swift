@@ -149,6 +149,12 @@ public struct EmergencyRollback: Sendable {
         var killed: [Int32] = []
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             if let pid = DaemonLock.holder(stateDirectory: stateDirectory), !killed.contains(pid) || ContinuousClock.now > deadline - .seconds(5) {
+                // Only a daemon is killed: another emergency rollback holding the lock is left to finish.
+                let executable = ProcessIdentity.executablePath(of: pid) ?? ""
+                guard executable.split(separator: "/").last?.hasPrefix("supervisord") == true else {
+                    close(fd)
+                    throw SwapError(.busy, "\(path) is held by pid \(pid) (\(executable.isEmpty ? "executable unknown" : executable)), not supervisord: another emergency rollback runs? Nothing was exchanged or restarted")
+                }
                 guard kill(pid, SIGKILL) == 0 || errno == ESRCH else {
                     close(fd)
                     throw SwapError(.forbidden, "cannot stop supervisord (pid \(pid)): \(String(cString: strerror(errno))); nothing was exchanged or restarted (run it as root)")
@@ -160,13 +166,20 @@ public struct EmergencyRollback: Sendable {
             }
             guard ContinuousClock.now < deadline else {
                 close(fd)
-                throw SwapError(.startFailed, "\(path) is still held 10 s after SIGKILL to \(killed.map(String.init).joined(separator: ", ")); nothing was exchanged or restarted")
+                throw SwapError(
+                    .startFailed,
+                    killed.isEmpty
+                        ? "\(path) is held, and /proc/locks does not say by whom; nothing was exchanged or restarted. Stop supervisord by hand (systemctl kill --kill-whom=main -s SIGKILL supervisor@\(config.name)) and try again"
+                        : "\(path) is still held 10 s after SIGKILL to pid \(killed.map(String.init).joined(separator: ", ")); nothing was exchanged or restarted")
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
         if killed.isEmpty {
             say("no supervisord was running for \(config.name)")
         }
+        // A daemon that starts meanwhile names this process in its refusal.
+        let text = Array("\(getpid())\n".utf8)
+        if ftruncate(fd, 0) == 0 { _ = pwrite(fd, text, text.count, 0) }
         return fd
     }
 

@@ -48,6 +48,32 @@ extension UnderLoad {
         /// `… (deleted)`. A restarted supervisor still knows it by pid and start time: same pid, no
         /// second instance started into the port it holds; status says the file is not what runs,
         /// and a swap of the file applies it.
+        /// The adopted app reported as what the journal recorded; once it dies, the restart runs the
+        /// file as it is now, and status reports that file, not the old record.
+        @Test func aRestartAfterAdoptionReportsTheFileThatNowRuns() throws {
+            let stack = try ProxyStack(.nginx)
+            let before = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+            let pid = try #require(before["pid"] as? Int)
+            let replacement = stack.live + ".upload"
+            try FileManager.default.copyItem(atPath: stack.version("v3", flags: []), toPath: replacement)
+            #expect(rename(replacement, stack.live) == 0)
+            #expect(stack.daemon.terminate(SIGKILL) != nil)
+            try stack.daemon.start(environment: stack.proxy.environment)
+            let adopted = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+            #expect(adopted["pid"] as? Int == pid && adopted["version"] as? String == "v1")
+            let onDisk = try #require(adopted["binary_on_disk_sha256"] as? String)
+
+            kill(pid_t(pid), SIGKILL)
+            #expect(eventually(timeout: 30) {
+                let now = stack.daemon.status()
+                return now?["phase"] as? String == "running" && now?["pid"] as? Int != pid && now?["sha256"] as? String == onDisk
+            }, "the restarted instance is reported as the file: \(stack.daemon.status() ?? [:])")
+            let after = try #require(stack.daemon.status())
+            #expect(after["version"] as? String == "v3")
+            #expect(after["binary_on_disk_sha256"] == nil)
+            #expect(stack.serves("v3"))
+        }
+
         @Test func aLiveBinaryReplacedOnDiskDoesNotHideTheRunningApp() throws {
             let stack = try ProxyStack(.nginx)
             let before = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")

@@ -51,7 +51,11 @@ extension Supervisor {
                 notifier.status(statusLine())
             }
             // Until the first start is over (recovery still running), nothing may start a swap.
-            if firstStartDone { perform(operations.handle(.appReady)) }
+            if firstStartDone {
+                perform(operations.handle(.appReady))
+                // The first instance died before an emergency rollback was decided: decide now.
+                continueEmergencyRollback()
+            }
 
         case .scheduleRestart(let delay, let reason):
             logger.warning("app stopped unexpectedly: \(reason); restarting in \(delay.humanReadable)", metadata: ["restarts": "\(app.restarts)"])
@@ -105,6 +109,11 @@ extension Supervisor {
     /// asked meanwhile stops what the spawn produces).
     private func spawn(port: Int) {
         let executable = uncommittedExecutable ?? config.app.binary
+        if servingFromJournal && uncommittedExecutable == nil {
+            // The adopted instance ran what the journal said; a restart runs the file as it is now.
+            servingFromJournal = false
+            identifyServingFile()
+        }
         let launching: AppLaunch.Prepared
         do {
             launching = try launch.prepare(executable: executable, port: port)
@@ -186,6 +195,24 @@ extension Supervisor {
         case .exited:
             break  // the exit watcher reports it
         }
+    }
+
+    /// Hashes `<binary>` (and asks its version) off this actor, then records it as what serves,
+    /// unless an operation moved files meanwhile (it then knows what serves itself).
+    private func identifyServingFile() {
+        let binary = config.app.binary, command = config.app.versionCommand, timeout = config.health.startTimeout
+        launchJob {
+            let sha = await BlockingThread.run { FileDigest.sha256(path: binary) }
+            let version: String? = if let command { await VersionProbe.version(of: binary, command: command, timeout: timeout) } else { nil }
+            await self.servingFileIdentified(BinaryIdentity(sha256: sha, version: version))
+        }
+    }
+
+    private func servingFileIdentified(_ identity: BinaryIdentity) {
+        guard uncommittedExecutable == nil, operations.busyPhase == nil, hold == nil else { return }
+        serving = identity
+        metrics.setServing(version: identity.version, sha256: identity.sha256)
+        if let current = servingInstance() { recordServing(pid: current.process.pid, port: current.port) }
     }
 }
 

@@ -29,7 +29,7 @@ extension Supervisor {
     private func decideEmergencyRollback(_ record: EmergencyRollbackRecord, binarySHA256: String?, backupSHA256: String?) {
         guard emergencyStatus?.state == .pending else { return }
         let facts = EmergencyRollbackPlanner.Facts(
-            startedFresh: !adoptedAtStart, servingSHA256: serving.sha256, binarySHA256: binarySHA256, backupSHA256: backupSHA256)
+            startedFresh: prepared != nil, servingSHA256: serving.sha256, binarySHA256: binarySHA256, backupSHA256: backupSHA256)
         switch EmergencyRollbackPlanner.decide(record, facts) {
         case .done(let message):
             endEmergencyRollback(.ok, message)

@@ -180,6 +180,7 @@ extension Supervisor {
             failedPhase: .stage, phasesMS: [:], totalMS: (ContinuousClock.now - request.started).milliseconds)
         request.stream.yield(Self.encode(.result(result)))
         request.stream.finish()
+        if ticket == emergencyTicket { emergencyMoveEnded(result) }
     }
 
     func progress(_ ticket: OperationMachine.Ticket?, _ phase: SwapPhase, _ message: String) {

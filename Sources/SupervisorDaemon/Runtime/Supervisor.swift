@@ -72,8 +72,9 @@ public actor Supervisor {
     /// supervision moved on, or after a newer spawn began, is discarded.
     var pendingSpawn: Int?
     var spawnCount = 0
-    /// The instance supervised since start was adopted (a live app a previous supervisor left), not started.
-    var adoptedAtStart = false
+    /// `serving` is what the journal recorded for the adopted instance, not
+    /// `<binary>` (the file may differ): a restart from `<binary>` hashes it.
+    var servingFromJournal = false
     /// An emergency rollback done while no daemon ran, which this one finishes after its first start.
     let emergency: EmergencyRollbackRecord?
     var emergencyStatus: StatusReport.EmergencyRollbackStatus?
@@ -143,11 +144,13 @@ public actor Supervisor {
         let binary = config.app.binary
         let command = config.app.versionCommand
         let timeout = config.health.startTimeout
-        let known = adopting != nil && adoptedIdentity?.sha256 != nil ? adoptedIdentity : nil
+        let adopted = adopting.flatMap { try? ChildProcess.adopt(pid: $0) }
+        let known = adopted != nil && adoptedIdentity?.sha256 != nil ? adoptedIdentity : nil
         // Hashing a binary and running its version command block: not on this actor's turn.
         let facts = await BlockingThread.run { () -> (String?, BinaryIdentity?) in
             (known == nil ? FileDigest.sha256(path: binary) : nil, BackupIdentity.of(binary: binary, history: history))
         }
+        servingFromJournal = known != nil
         if let known {
             serving = known
         } else {
@@ -157,8 +160,7 @@ public actor Supervisor {
         backup = facts.1
         metrics.setServing(version: serving.version, sha256: serving.sha256)
         let port = port ?? config.app.ports.first ?? 0
-        if let pid = adopting, let child = try? ChildProcess.adopt(pid: pid) {
-            adoptedAtStart = true
+        if let pid = adopting, let child = adopted {
             prepared = nil
             process = child
             processStarted = .now

@@ -49,7 +49,9 @@ actor SwapRun {
 
     init(context: Context, old: Instance) {
         self.context = context
-        self.machine = SwapMachine(warmHold: context.config.health.watch > .zero)
+        // The move that finishes an emergency rollback keeps nothing warm: the instance it
+        // replaces is the version the operator rolled away from in an emergency.
+        self.machine = SwapMachine(warmHold: context.config.health.watch > .zero && context.action != .emergencyRollback)
         self.old = old
         self.oldIdentity = ProcessIdentity.of(pid: old.process.pid)
         newPort = context.config.app.sidePort(after: old.port)
