@@ -18,8 +18,8 @@
 #      moves traffic to the restored binary the way a rollback does.
 #
 # Usage: emergency-rollback.sh /etc/supervisor/NAME.toml
-#   Reads `name`, `state_dir`, `[app] binary` and `[control] emergency_restart`
-#   from the config (plain `key = "value"` / `key = ["a", "b"]` lines).
+#   Reads `name`, `state_dir`, `[app] binary`, `[control] socket` and
+#   `[control] emergency_restart` from the config (plain `key = "value"` / `key = ["a", "b"]` lines).
 #
 # Without renameat2 from sh the exchange is three steps, each an atomic
 # rename or link, so <binary> exists at every instant:
@@ -41,7 +41,13 @@ name=$(top name)
 binary=$(in_table app binary | awk -F'"' '{print $2}')
 [ -n "$name" ] || die "no name = \"…\" line in $config"
 [ -n "$binary" ] || die "no binary = \"…\" line under [app] in $config"
-state_dir=${STATE_DIRECTORY:-$(top state_dir)}
+# The state directory the daemon last used: what it wrote next to its control
+# socket (under systemd $STATE_DIRECTORY wins over state_dir), else the config's.
+socket=$(in_table control socket | awk -F'"' '{print $2}')
+socket=${socket:-/run/supervisor/$name.sock}
+state_dir=
+if [ -r "$socket.state-dir" ]; then state_dir=$(head -n 1 "$socket.state-dir"); fi
+case "$state_dir" in /*) ;; *) state_dir=${STATE_DIRECTORY:-$(top state_dir)} ;; esac
 state_dir=${state_dir:-/var/lib/supervisor/$name}
 
 backup="$binary.bak"

@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
+import SupervisorCore
 
 /// Who holds a service's daemon lock (`<state_dir>/supervisord.lock`, taken
 /// with flock by the running `supervisord`), read from /proc/locks without
@@ -8,6 +10,26 @@ import Glibc
 /// daemon starting at that instant refuse to run.
 public enum DaemonLock {
     public static func path(stateDirectory: String) -> String { stateDirectory + "/supervisord.lock" }
+
+    /// `<control socket>.state-dir`: the state directory the running daemon
+    /// uses, which is not always the config's `state_dir` (under systemd
+    /// `$STATE_DIRECTORY` wins, and an operator's shell does not have it).
+    public static func pointerPath(controlSocket: String) -> String { controlSocket + ".state-dir" }
+
+    /// Written by the daemon at start, next to its control socket.
+    public static func publish(stateDirectory: String, controlSocket: String) throws {
+        try AtomicFile.write(stateDirectory + "\n", to: pointerPath(controlSocket: controlSocket), mode: 0o644)
+    }
+
+    /// The state directory a daemon for `config` last used: the one it
+    /// published, else the config's.
+    public static func stateDirectory(for config: SupervisorConfig) -> String {
+        if let bytes = AtomicFile.read(pointerPath(controlSocket: config.control.socket)) {
+            let published = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if published.hasPrefix("/") { return published }
+        }
+        return config.stateDirectory
+    }
 
     /// The pid holding the lock, nil when no process holds it.
     public static func holder(stateDirectory: String) -> Int32? {

@@ -43,7 +43,7 @@ public struct EmergencyRollback: Sendable {
         if let problem = Self.problem(backup: backup, binary: binary) {
             throw SwapError(problem.code, "\(problem.message); nothing was exchanged or restarted")
         }
-        let journal = StateJournal(directory: config.stateDirectory)
+        let journal = StateJournal(directory: DaemonLock.stateDirectory(for: config))
         // Held until the files and the record are in place: a daemon systemd restarts meanwhile
         // (Restart=on-failure) finds it taken and exits 2 instead of adopting the app without the record.
         var lock = try await takeDaemonLock(say: say)
@@ -134,7 +134,7 @@ public struct EmergencyRollback: Sendable {
     /// the daemon alone: the app keeps serving), until this process holds it,
     /// 10 s at most. Returns the locked descriptor.
     private func takeDaemonLock(say: @Sendable (String) -> Void) async throws(SwapError) -> Int32 {
-        let stateDirectory = config.stateDirectory
+        let stateDirectory = DaemonLock.stateDirectory(for: config)
         let path = DaemonLock.path(stateDirectory: stateDirectory)
         do {
             try StateJournal(directory: stateDirectory).prepare()

@@ -24,4 +24,21 @@ import Testing
         #expect(DaemonLock.holder(stateDirectory: directory.path) == nil, "released when closed")
         close(other)
     }
+
+    /// Under systemd `$STATE_DIRECTORY` wins over the config's `state_dir`, and an operator's
+    /// shell does not have it: the daemon says which directory it uses next to its control
+    /// socket, and the emergency rollback finds its lock there.
+    @Test func theEmergencyRollbackFindsTheDaemonInTheStateDirectoryItReallyUses() throws {
+        let daemon = DaemonUnderTest()
+        let elsewhere = TemporaryDirectory("state-elsewhere")
+        try daemon.start(environment: ["STATE_DIRECTORY": elsewhere.path])
+        #expect(daemon.waitUntilRunning() != nil, "\(daemon.log)")
+        guard case .success(let config) = ConfigLoader.parse(path: daemon.configPath, environment: [:]) else {
+            Issue.record("the test config does not parse")
+            return
+        }
+        #expect(config.stateDirectory != elsewhere.path, "the config alone names another directory")
+        #expect(DaemonLock.stateDirectory(for: config) == elsewhere.path)
+        #expect(DaemonLock.holder(stateDirectory: DaemonLock.stateDirectory(for: config)) == daemon.pid)
+    }
 }

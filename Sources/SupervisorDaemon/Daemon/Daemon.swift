@@ -27,6 +27,12 @@ public struct Daemon: Sendable {
             throw StartError(description: "state_dir: \(error)")
         }
         try InstanceLock.acquire(stateDirectory: config.stateDirectory)
+        do {
+            // `rollback --emergency` finds this daemon's lock and journal through it.
+            try DaemonLock.publish(stateDirectory: config.stateDirectory, controlSocket: config.control.socket)
+        } catch {
+            logger.warning("cannot write \(DaemonLock.pointerPath(controlSocket: config.control.socket)): \(error); `rollback --emergency` will look in the config's state_dir")
+        }
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
         let (previous, recovery) = Self.recover(config: config, journal: journal, logger: logger)
