@@ -63,7 +63,8 @@ extension UnderLoad {
             #expect(stack.proxy.servedVersion() == "v1")
             #expect(eventually(timeout: 10) { !processExists(v2PID) }, "the rolled-away instance (pid \(v2PID)) was stopped")
             #expect(!processExists(oldDaemon), "the \(fault) daemon is gone")
-            load.finish().expectNothingFailed("\(kind): emergency rollback with the daemon \(fault)")
+            // One reload: the move's switch (the first start finds the upstream already right).
+            load.finish().expectNothingFailed("\(kind): emergency rollback with the daemon \(fault)", through: kind, caddyReloads: 1)
 
             #expect(stack.bytes(stack.live) == v1, "<binary> is the restored version")
             #expect(stack.bytes(stack.live + ".bak") == v2, "<binary>.bak is the rolled-away version (a rollback re-applies it)")
@@ -87,7 +88,7 @@ extension UnderLoad {
             }, "\(result.stderr)\n\(stack.daemon.log)")
             #expect(stack.proxy.servedVersion() == "v1")
             #expect(eventually(timeout: 10) { !processExists(v2PID) })
-            load.finish().expectNothingFailed("caddy: emergency-rollback.sh with the daemon dead")
+            load.finish().expectNothingFailed("caddy: emergency-rollback.sh with the daemon dead", through: .caddy, caddyReloads: 1)
             #expect(stack.bytes(stack.live) == v1)
             #expect(stack.bytes(stack.live + ".bak") == v2)
             #expect(try FileManager.default.contentsOfDirectory(atPath: stack.work.file("bin")).sorted() == ["app", "app.bak"], "no temp file left")

@@ -51,6 +51,16 @@ extension LoadReport {
         print("LOAD \(label): \(self)")
         #expect(non2xx == 0 && socketErrors == 0, "\(label): \(self)", sourceLocation: sourceLocation)
     }
+
+    /// Behind Caddy: no failed answer, and no more socket errors than Caddy 2.6 itself causes
+    /// on a config reload, whoever reloads it (it resets a few queued client connections:
+    /// 0–13 measured per reload, `ProxyConformanceTests`; docs/operations.md). Behind nginx,
+    /// or with no reload, nothing may fail.
+    func expectNothingFailed(_ label: String, through kind: ProxyKindUnderTest, caddyReloads: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        guard kind != .nginx else { return expectNothingFailed(label, sourceLocation: sourceLocation) }
+        print("LOAD \(label): \(self)")
+        #expect(non2xx == 0 && socketErrors <= 13 * caddyReloads, "\(label): \(self)", sourceLocation: sourceLocation)
+    }
 }
 
 /// wrk through the proxy, running while a test acts; `finish()` stops it
