@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import SupervisorCore
+import SystemBindings
 
 /// Who holds a service's daemon lock (`<state_dir>/supervisord.lock`, taken
 /// with flock by the running `supervisord`), read from /proc/locks without
@@ -10,6 +11,13 @@ import SupervisorCore
 /// daemon starting at that instant refuse to run.
 public enum DaemonLock {
     public static func path(stateDirectory: String) -> String { stateDirectory + "/supervisord.lock" }
+
+    /// Writes this process's pid into the locked file, for the refusal of a
+    /// daemon that finds it held (best effort).
+    public static func recordHolder(fd: Int32) {
+        let text = Array("\(getpid())\n".utf8)
+        if ftruncate(fd, 0) == 0 { _ = pwrite(fd, text, text.count, 0) }
+    }
 
     /// `<control socket>.state-dir`: the state directory the running daemon
     /// uses, which is not always the config's `state_dir` (under systemd
@@ -35,7 +43,7 @@ public enum DaemonLock {
     public static func holder(stateDirectory: String) -> Int32? {
         var info = stat()
         guard stat(path(stateDirectory: stateDirectory), &info) == 0,
-            let text = try? String(contentsOfProcFile: "/proc/locks")
+            let text = ProcessIdentity.readText("/proc/locks")
         else { return nil }
         return holder(inLocks: text, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
@@ -58,23 +66,3 @@ public enum DaemonLock {
         return nil
     }
 }
-
-extension String {
-    /// /proc files report size 0: read until EOF.
-    init(contentsOfProcFile path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ProcReadError() }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 14)
-        while true {
-            let count = read(fd, &buffer, buffer.count)
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            bytes += buffer[0..<count]
-        }
-        self = String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-struct ProcReadError: Error {}

@@ -178,8 +178,7 @@ public struct EmergencyRollback: Sendable {
             say("no supervisord was running for \(config.name)")
         }
         // A daemon that starts meanwhile names this process in its refusal.
-        let text = Array("\(getpid())\n".utf8)
-        if ftruncate(fd, 0) == 0 { _ = pwrite(fd, text, text.count, 0) }
+        DaemonLock.recordHolder(fd: fd)
         return fd
     }
 

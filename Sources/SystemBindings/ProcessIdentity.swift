@@ -50,7 +50,8 @@ public struct ProcessIdentity: Sendable, Equatable, Codable {
         return bytes.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == entry }
     }
 
-    static func readText(_ path: String) -> String? {
+    /// A /proc file's text (read to EOF: /proc files report size 0).
+    public static func readText(_ path: String) -> String? {
         readBytes(path).map { String(decoding: $0, as: UTF8.self) }
     }
 

@@ -48,10 +48,7 @@ enum InstanceLock {
             throw StartError(description: "cannot lock \(path): \(String(cString: strerror(reason)))")
         }
         // The pid is only for a second daemon's message: a failure here is not fatal.
-        let text = Array("\(getpid())\n".utf8)
-        if ftruncate(fd, 0) == 0 {
-            _ = pwrite(fd, text, text.count, 0)
-        }
+        DaemonLock.recordHolder(fd: fd)
     }
 
     static func readPID(_ fd: Int32) -> Int32? {
