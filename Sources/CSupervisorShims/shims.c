@@ -23,6 +23,10 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sys/un.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stddef.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -74,21 +78,21 @@ int csup_pidfd_reap(int pidfd, int *code_out, int *status_out) {
     return 0;
 }
 
-int csup_user_in_group(uid_t uid, gid_t gid, gid_t group) {
-    if (gid == group) return 1;
-    struct passwd pwbuf, *pw = NULL;
-    char buf[4096];
-    if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL) {
-        return -1;
+/* The child's side of taking an unprivileged identity: supplementary
+   groups, gid, uid (raw syscalls: only this thread exists after fork), so no
+   capability of root's survives (a uid change from 0 clears the permitted and
+   effective sets; the bounding and ambient sets are emptied first). */
+static int take_credentials(const struct csup_credentials *c, int no_new_privs) {
+    if (no_new_privs) {
+        for (int cap = 0; cap < 64; cap++) {
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break;
+        }
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     }
-    gid_t groups[256];
-    int n = 256;
-    if (getgrouplist(pw->pw_name, gid, groups, &n) < 0) {
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        if (groups[i] == group) return 1;
-    }
+    if (syscall(SYS_setgroups, (size_t)c->n_groups, c->groups) != 0) return errno;
+    if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) != 0) return errno;
+    if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) != 0) return errno;
+    if (no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
     return 0;
 }
 
@@ -110,7 +114,8 @@ static void write_pid_digits(char *slot, pid_t pid) {
 static void child_exec(const char *path, char *const argv[], char *const envp[],
                        const char *working_directory,
                        const int *keep_fds, int n_keep_fds,
-                       char *listen_pid_slot, int stdout_fd, int stderr_fd, int new_session, int report_fd) {
+                       char *listen_pid_slot, int stdout_fd, int stderr_fd, int new_session,
+                       const struct csup_credentials *credentials, int report_fd) {
     int err = 0;
     /* Every signal is blocked here (the parent blocked them around fork):
        reset every disposition first, then unblock. An ignored signal
@@ -142,6 +147,7 @@ static void child_exec(const char *path, char *const argv[], char *const envp[],
         if (dup2(stdout_fd, 1) < 0) { err = errno; goto fail; }
     }
     if (stderr_fd >= 0 && dup2(stderr_fd, 2) < 0) { err = errno; goto fail; }
+    if (credentials != NULL && (err = take_credentials(credentials, 1)) != 0) goto fail;
     if (working_directory != NULL && chdir(working_directory) != 0) { err = errno; goto fail; }
 
     /* Move kept fds above the range we will fill, then dup them into 3, 4, ... */
@@ -182,6 +188,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  const int *keep_fds, int n_keep_fds,
                  char *listen_pid_slot,
                  int stdout_fd, int stderr_fd, int new_session,
+                 const struct csup_credentials *credentials,
                  int *error_out) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -197,7 +204,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
     pid_t pid = fork();
     if (pid == 0) {
         close(pipefd[0]);
-        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdout_fd, stderr_fd, new_session, pipefd[1]);
+        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdout_fd, stderr_fd, new_session, credentials, pipefd[1]);
     }
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
@@ -333,10 +340,18 @@ int csup_notify_socket(const char *path) {
     struct sockaddr_un address;
     memset(&address, 0, sizeof(address));
     address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(address.sun_path)) { close(fd); errno = ENAMETOOLONG; return -1; }
-    strcpy(address.sun_path, path);
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    size_t length = strlen(path);
+    if (length >= sizeof(address.sun_path)) { close(fd); errno = ENAMETOOLONG; return -1; }
+    memcpy(address.sun_path, path, length);
+    socklen_t address_length = (socklen_t)sizeof(address);
+    if (path[0] == '@') {
+        /* Abstract namespace (sd_notify's "@name"): no file, no permissions to grant. */
+        address.sun_path[0] = '\0';
+        address_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length);
+    } else {
+        unlink(path);
+    }
+    if (bind(fd, (struct sockaddr *)&address, address_length) != 0) { int e = errno; close(fd); errno = e; return -1; }
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0) { int e = errno; close(fd); errno = e; return -1; }
     return fd;
@@ -403,5 +418,86 @@ int csup_listen_tcp(const char *host, int port, int backlog) {
     if (listen(fd, backlog) != 0) {
         int e = errno; close(fd); errno = e; return -1;
     }
+    return fd;
+}
+
+/* Opens `path` without side effects (O_PATH), and only a regular file for
+   reading, through /proc/self/fd: a FIFO never blocks, a device is never
+   opened. Returns the read fd, the O_PATH fd for anything else, or -1. */
+static int open_regular_or_path(const char *path, int *error_out) {
+    int path_fd = open(path, O_PATH | O_CLOEXEC);
+    if (path_fd < 0) { *error_out = errno; return -1; }
+    struct stat info;
+    if (fstat(path_fd, &info) != 0) { *error_out = errno; close(path_fd); return -1; }
+    if (!S_ISREG(info.st_mode)) { *error_out = 0; return path_fd; }
+    char proc_path[64];
+    snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", path_fd);
+    int fd = open(proc_path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) { *error_out = errno; close(path_fd); return -1; }
+    close(path_fd);
+    *error_out = 0;
+    return fd;
+}
+
+int csup_open_as(const char *path, const struct csup_credentials *credentials, int *error_out) {
+    if (credentials == NULL) return open_regular_or_path(path, error_out);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) { *error_out = errno; return -1; }
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Signals stay blocked: the child only opens, sends and exits. */
+        close(sv[0]);
+        int err = take_credentials(credentials, 0);
+        int fd = -1;
+        if (err == 0) fd = open_regular_or_path(path, &err);
+        char control[CMSG_SPACE(sizeof(int))];
+        memset(control, 0, sizeof(control));
+        struct iovec iov = { .iov_base = &err, .iov_len = sizeof(err) };
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (fd >= 0) {
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof(control);
+            struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+            cmsg->cmsg_level = SOL_SOCKET;
+            cmsg->cmsg_type = SCM_RIGHTS;
+            cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+        }
+        _exit(sendmsg(sv[1], &msg, 0) < 0 ? 1 : 0);
+    }
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    close(sv[1]);
+    if (pid < 0) { close(sv[0]); *error_out = fork_errno; return -1; }
+    int err = EIO, fd = -1;
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { .iov_base = &err, .iov_len = sizeof(err) };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n;
+    do { n = recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(err)) {
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        if (cmsg != NULL && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+            memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+        }
+    } else {
+        err = EIO;
+    }
+    close(sv[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (fd < 0) { *error_out = err == 0 ? EIO : err; return -1; }
+    *error_out = 0;
     return fd;
 }

@@ -37,6 +37,7 @@ public struct CommandOutcome: Sendable {
 public enum CommandRunner {
     public static func run(
         _ argv: [String], environment: [String: String], workingDirectory: String? = nil,
+        credentials: ProcessCredentials? = nil,
         timeout: Duration, onOutputLine: (@Sendable (String) -> Void)? = nil
     ) async throws(SpawnError) -> CommandOutcome {
         var fds: [Int32] = [0, 0]
@@ -47,7 +48,8 @@ public enum CommandRunner {
         let executable = resolve(argv[0], path: environment["PATH"])
         let request = SpawnRequest(
             executable: executable, arguments: Array(argv.dropFirst()), environment: environment,
-            workingDirectory: workingDirectory, outputDescriptor: writeEnd, newSession: false)
+            workingDirectory: workingDirectory, outputDescriptor: writeEnd, newSession: false,
+            credentials: credentials)
         let child: ChildProcess
         do {
             child = try ProcessSpawner.spawn(request)

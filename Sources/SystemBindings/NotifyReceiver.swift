@@ -18,7 +18,7 @@ public final class NotifyReceiver: Sendable {
 
     deinit {
         close(fd)
-        unlink(path)
+        if !path.hasPrefix("@") { unlink(path) }
     }
 
     /// Waits (on its own thread) until `pid` sends `READY=1`, the process

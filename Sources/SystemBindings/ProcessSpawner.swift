@@ -19,12 +19,17 @@ public struct SpawnRequest: Sendable {
     public var errorDescriptor: Int32?
     /// Start in a new session (setsid): apps yes, short commands no.
     public var newSession: Bool
+    /// Run as this identity (nil: the supervisor's own). Its HOME, USER and
+    /// LOGNAME are set unless `environment` names them.
+    public var credentials: ProcessCredentials?
 
     public init(
         executable: String, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String? = nil, passedDescriptors: [Int32] = [], setListenPID: Bool = false,
-        outputDescriptor: Int32? = nil, errorDescriptor: Int32? = nil, newSession: Bool = true
+        outputDescriptor: Int32? = nil, errorDescriptor: Int32? = nil, newSession: Bool = true,
+        credentials: ProcessCredentials? = nil
     ) {
+        self.credentials = credentials
         self.outputDescriptor = outputDescriptor
         self.errorDescriptor = errorDescriptor
         self.newSession = newSession
@@ -50,7 +55,11 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 public enum ProcessSpawner {
     public static func spawn(_ request: SpawnRequest) throws(SpawnError) -> ChildProcess {
         let argv = [request.executable] + request.arguments
-        var envEntries = request.environment
+        var environment = request.environment
+        if let credentials = request.credentials {
+            environment.merge(credentials.environment) { _, login in login }
+        }
+        var envEntries = environment
             .filter { $0.key != "LISTEN_PID" }
             .sorted { $0.key < $1.key }
             .map { "\($0.key)=\($0.value)" }
@@ -72,17 +81,20 @@ public enum ProcessSpawner {
             ? cEnv[envEntries.count - 1].map { $0 + listenPIDPrefix.utf8.count } : nil
 
         var error: Int32 = 0
-        let pid = request.passedDescriptors.withUnsafeBufferPointer { fds in
-            cArgv.withUnsafeBufferPointer { argvPointer in
-                cEnv.withUnsafeBufferPointer { envPointer in
-                    csup_spawn(
-                        request.executable, argvPointer.baseAddress, envPointer.baseAddress,
-                        request.workingDirectory, fds.baseAddress, Int32(fds.count), slot,
-                        request.outputDescriptor ?? -1, request.errorDescriptor ?? request.outputDescriptor ?? -1,
-                        request.newSession ? 1 : 0, &error)
+        func spawn(_ credentials: UnsafePointer<csup_credentials>?) -> pid_t {
+            request.passedDescriptors.withUnsafeBufferPointer { fds in
+                cArgv.withUnsafeBufferPointer { argvPointer in
+                    cEnv.withUnsafeBufferPointer { envPointer in
+                        csup_spawn(
+                            request.executable, argvPointer.baseAddress, envPointer.baseAddress,
+                            request.workingDirectory, fds.baseAddress, Int32(fds.count), slot,
+                            request.outputDescriptor ?? -1, request.errorDescriptor ?? request.outputDescriptor ?? -1,
+                            request.newSession ? 1 : 0, credentials, &error)
+                    }
                 }
             }
         }
+        let pid = request.credentials.map { $0.withC(spawn) } ?? spawn(nil)
         guard pid > 0 else {
             throw SpawnError(executable: request.executable, errno: error)
         }

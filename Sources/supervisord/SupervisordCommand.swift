@@ -62,6 +62,13 @@ struct SupervisordCommand: AsyncParsableCommand {
             settings = parsed
         }
         if check {
+            let rights = PrivilegeCheck(settings)
+            if !rights.problems.isEmpty {
+                printError("supervisord: \(config) has \(rights.problems.count) problem\(rights.problems.count == 1 ? "" : "s"):")
+                for problem in rights.problems { printError("  \(problem)") }
+                throw ExitCode(2)
+            }
+            for warning in rights.warnings { print("warning: \(warning)") }
             print("\(config): ok (service \"\(settings.name)\", binary \(settings.app.binary), proxy \(settings.proxy.kind.rawValue), socket \(settings.control.socket))")
             return
         }
@@ -79,6 +86,10 @@ struct SupervisordCommand: AsyncParsableCommand {
         do {
             try await Daemon(config: settings, logger: logger).run()
         } catch let error as DaemonAlreadyRunning {
+            printError("supervisord: \(error)")
+            throw ExitCode(2)
+        } catch let error as StartRefused {
+            logger.critical("\(error)")
             printError("supervisord: \(error)")
             throw ExitCode(2)
         } catch let error as PortsHeldByOthers {

@@ -21,7 +21,8 @@ static const int CSUP_SO_PEERCRED = 17;
 /* renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE): swaps two paths atomically. */
 int csup_rename_exchange(const char *a, const char *b);
 
-/* A unix datagram socket bound to `path` with SO_PASSCRED (a NOTIFY_SOCKET). -1 on error. */
+/* A unix datagram socket bound to `path` with SO_PASSCRED (a NOTIFY_SOCKET); "@name" is
+   in the abstract namespace. -1 on error. */
 int csup_notify_socket(const char *path);
 
 /* Receives one datagram with the sender's pid (SCM_CREDENTIALS); waits at
@@ -43,8 +44,28 @@ int csup_pidfd_send_signal(int pidfd, int sig);
    Returns 0 and fills code/status (CLD_EXITED etc.), or -1 with errno (ECHILD: not our child). */
 int csup_pidfd_reap(int pidfd, int *code_out, int *status_out);
 
-/* Whether `uid` (primary group `gid`) is a member of group `group`. 1 yes, 0 no, -1 unknown user. */
-int csup_user_in_group(uid_t uid, gid_t gid, gid_t group);
+/* An unprivileged identity a child takes before it runs anything. */
+struct csup_credentials {
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int n_groups;
+};
+
+/* The peer's supplementary groups as the kernel recorded them at connect
+   (SO_PEERGROUPS), sorted ascending; unused entries stay 0. */
+struct csup_peer_groups {
+    uint32_t gids[1024];
+};
+static const int CSUP_SO_PEERGROUPS = 59;
+
+/* Opens `path` as `credentials` would (NULL: as this process), in a forked
+   child that takes them, and hands the descriptor back: a regular file opened
+   for reading, or, for anything else (FIFO, device, socket, directory), an
+   O_PATH descriptor that only tells what it is (fstat). Nothing blocks and no
+   device is opened. -1 with *error_out as the opener saw it. */
+int csup_open_as(const char *path, const struct csup_credentials *credentials, int *error_out);
+
 
 /*
  * Start a child: fork, setsid (when new_session), chdir, exec with the given argv/envp.
@@ -56,6 +77,9 @@ int csup_user_in_group(uid_t uid, gid_t gid, gid_t group);
  * If stdout_fd >= 0 it becomes stdout and stdin is /dev/null (commands whose
  * output the supervisor reads); if stderr_fd >= 0 it becomes stderr.
  * Otherwise they are inherited.
+ * If `credentials` is not NULL the child takes them (supplementary groups,
+ * gid, uid) after emptying its capability bounding and ambient sets, and sets
+ * no_new_privs, before chdir and execve.
  * If `listen_pid_slot` is not NULL it points into envp's storage at a
  * "LISTEN_PID=" entry with room for the digits: the child writes its own pid
  * there before execve (async-signal-safe work only).
@@ -67,6 +91,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  const int *keep_fds, int n_keep_fds,
                  char *listen_pid_slot,
                  int stdout_fd, int stderr_fd, int new_session,
+                 const struct csup_credentials *credentials,
                  int *error_out);
 
 /* Activity of established TCP connections whose local port is `port`

@@ -125,10 +125,18 @@ public enum ConfigDecoder {
             checkPlaceholders(versionCommand, allowed: ["binary"], key: "version_command", in: app)
         }
 
+        let user = app.string("user")
+        let group = app.string("group")
+        if user?.isEmpty == true { app.problem("user", "must not be empty; leave it out to run the app as root") }
+        if group?.isEmpty == true { app.problem("group", "must not be empty; leave it out for the user's primary group") }
+        if group != nil && user == nil {
+            app.problem("group", "is set without user; set user too (a group alone would still run the app as root)")
+        }
+
         return AppConfig(
             binary: binary, args: args, env: env, workingDirectory: workingDirectory, ports: ports,
             stopSignal: stopSignal, stopTimeout: stopTimeout, preflight: preflight,
-            versionCommand: versionCommand, listen: listen)
+            versionCommand: versionCommand, listen: listen, user: user, group: group)
     }
 
     private static func decodePorts(_ app: inout ConfigReader) -> [Int] {
@@ -252,7 +260,13 @@ public enum ConfigDecoder {
             afterSwitch: hooks.commandList("after_switch"),
             onFailure: hooks.commandList("on_failure"),
             onRollback: hooks.commandList("on_rollback"),
-            timeout: hooks.duration("timeout", default: .seconds(300)))
+            timeout: hooks.duration("timeout", default: .seconds(300)),
+            user: Self.nonEmpty(hooks.string("user"), key: "user", in: &hooks, unset: "leave it out to run hooks as [app] user"))
+    }
+
+    private static func nonEmpty(_ value: String?, key: String, in reader: inout ConfigReader, unset: String) -> String? {
+        if value?.isEmpty == true { reader.problem(key, "must not be empty; \(unset)") }
+        return value
     }
 
     private static func decodeControl(_ control: inout ConfigReader, name: String) -> ControlConfig {

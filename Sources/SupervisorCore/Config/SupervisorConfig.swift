@@ -22,6 +22,10 @@ public struct AppConfig: Sendable, Equatable {
     public var versionCommand: [String]?
     /// Socket-handoff mode: addresses the supervisor listens on itself.
     public var listen: [String]
+    /// Who the app, its preflight and version commands run as (nil: root).
+    public var user: String? = nil
+    /// Their group (nil: the user's primary group).
+    public var group: String? = nil
 
     /// `args` with `{port}` replaced.
     /// The port a swap starts the new instance on: the one of `ports` the
@@ -110,6 +114,8 @@ public struct HooksConfig: Sendable, Equatable {
     public var onFailure: [[String]]
     public var onRollback: [[String]]
     public var timeout: Duration
+    /// Who hooks run as (nil: `[app] user`).
+    public var user: String? = nil
 }
 
 public struct DrainConfig: Sendable, Equatable {

@@ -21,6 +21,12 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
         public static let binaryNotRegular = Code(rawValue: "binary_not_regular")
         public static let binaryNotExecutable = Code(rawValue: "binary_not_executable")
         public static let binaryEmpty = Code(rawValue: "binary_empty")
+        /// The caller could not open the path with its own rights.
+        public static let binaryNotReadable = Code(rawValue: "binary_not_readable")
+        /// A path with a NUL, newline or other control character.
+        public static let binaryPathInvalid = Code(rawValue: "binary_path_invalid")
+        /// `<binary>.new` is not the file that was staged (someone replaced it).
+        public static let stagedBinaryReplaced = Code(rawValue: "staged_binary_replaced")
         public static let stageFailed = Code(rawValue: "stage_failed")
         public static let noBackup = Code(rawValue: "no_backup")
         // Preflight / hooks

@@ -16,11 +16,14 @@ public final class AppLaunch: Sendable {
     let config: SupervisorConfig
     /// Listening sockets held for socket-handoff mode (empty in proxy mode).
     public let listenDescriptors: [Int32]
+    /// Who the app and its commands run as.
+    public let runAs: RunAs
     private let counter = Mutex(0)
 
-    public init(config: SupervisorConfig, listenDescriptors: [Int32]) {
+    public init(config: SupervisorConfig, listenDescriptors: [Int32], runAs: RunAs = .daemon) {
         self.config = config
         self.listenDescriptors = listenDescriptors
+        self.runAs = runAs
     }
 
     public var isHandoff: Bool { !listenDescriptors.isEmpty }
@@ -47,6 +50,7 @@ public final class AppLaunch: Sendable {
 
     public func prepare(executable: String, port: Int) throws(ProcessError) -> Prepared {
         var request = ProcessEnvironment.appSpawnRequest(executable: executable, config: config.app, port: port)
+        request.credentials = runAs.app
         if isHandoff {
             request.passedDescriptors = listenDescriptors
             request.setListenPID = true
@@ -60,7 +64,13 @@ public final class AppLaunch: Sendable {
                 value += 1
                 return value
             }
-            let path = "\(config.stateDirectory)/notify-\(getpid())-\(number).sock"
+            // An app that is not root cannot reach into the state directory
+            // (0750 root): its socket is then an abstract one, whose sender
+            // is still checked by pid (SCM_CREDENTIALS).
+            let path =
+                runAs.app == nil
+                ? "\(config.stateDirectory)/notify-\(getpid())-\(number).sock"
+                : "@supervisor-\(config.name)-notify-\(getpid())-\(number)"
             receiver = try NotifyReceiver(path: path)
             request.environment["NOTIFY_SOCKET"] = path
         }

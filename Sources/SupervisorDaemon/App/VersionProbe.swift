@@ -2,16 +2,18 @@ import SupervisorCore
 import SupervisorShared
 import SystemBindings
 
-/// Runs `[app] version_command` against a binary; its first output line is the version.
+/// Runs `[app] version_command` against a binary (as the app's user); its
+/// first output line, control characters escaped, is the version.
 enum VersionProbe {
-    static func version(of binary: String, command: [String], timeout: Duration) async -> String? {
+    static func version(of binary: String, command: [String], timeout: Duration, as credentials: ProcessCredentials?) async -> String? {
         let argv = command.map { Placeholders.substitute($0, ["binary": binary]) }
-        guard let outcome = try? await CommandRunner.run(argv, environment: ProcessEnvironment.current(), timeout: timeout),
+        guard let outcome = try? await CommandRunner.run(argv, environment: ProcessEnvironment.current(), credentials: credentials, timeout: timeout),
             outcome.succeeded
         else { return nil }
         let line = outcome.output.split(separator: "\n").first.map(String.init) ?? ""
         let trimmed = line.trimmingCharacters(in: .whitespaces)
-        return trimmed.isEmpty ? nil : String(trimmed.prefix(200))
+        // Shown in terminals, logs, JSON and metrics labels: no control characters.
+        return trimmed.isEmpty ? nil : UntrustedText.escaped(String(trimmed.prefix(200)))
     }
 }
 

@@ -33,7 +33,8 @@ public struct ControlAPI: ControlHandling {
             guard let body = try? JSONDecoder().decode(SwapBody.self, from: Data(request.body)) else {
                 return .error(ControlError(.badRequest, "POST /swap needs a JSON body {\"binary\": \"/absolute/path\"}"))
             }
-            return stream(await supervisor.request(.swap, source: body.binary, callerUID: request.peer?.uid))
+            let opener = request.peer.flatMap { $0.uid == 0 ? nil : $0.credentials }
+            return stream(await supervisor.request(.swap, source: body.binary, callerUID: request.peer?.uid, opener: opener))
         case ("POST", "/rollback"):
             return stream(await supervisor.request(.rollback, source: nil, callerUID: request.peer?.uid))
         case ("GET", "/history"):

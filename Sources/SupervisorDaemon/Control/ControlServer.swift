@@ -64,9 +64,16 @@ public final class ControlServer: Sendable {
         } catch {
             throw BindError(description: "cannot listen on \(path): \(error)")
         }
-        chmod(path, 0o660)
+        // The directory is root's alone (checked before bind): the socket file
+        // cannot have been swapped for a symlink. Check anyway, then never follow one.
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else {
+            listener.channel.close(promise: nil)
+            throw BindError(description: "\(path) is not the socket just bound; refusing to change its mode")
+        }
+        fchmodat(AT_FDCWD, path, 0o660, 0)
         if let groupID {
-            chown(path, uid_t(bitPattern: -1), groupID)
+            lchown(path, uid_t(bitPattern: -1), groupID)
         }
         return ControlServer(path: path, groupID: groupID, handler: handler, logger: logger, listener: listener)
     }
@@ -109,19 +116,26 @@ public final class ControlServer: Sendable {
     }
 
     private static func initializeConnection(_ channel: any Channel) -> EventLoopFuture<AcceptedConnection> {
-        let credentials: EventLoopFuture<csup_ucred?>
+        let credentials: EventLoopFuture<(csup_ucred, [UInt32]?)?>
         if let provider = channel as? SocketOptionProvider {
             credentials = provider.unsafeGetSocketOption(
                 level: SocketOptionLevel(CSUP_SOL_SOCKET), name: SocketOptionName(CSUP_SO_PEERCRED)
-            ).map { Optional($0) }.recover { _ in nil }
+            ).flatMap { (cred: csup_ucred) in
+                provider.unsafeGetSocketOption(
+                    level: SocketOptionLevel(CSUP_SOL_SOCKET), name: SocketOptionName(CSUP_SO_PEERGROUPS)
+                ).map { (groups: csup_peer_groups) -> (csup_ucred, [UInt32]?) in
+                    let raw = withUnsafeBytes(of: groups.gids) { Array($0.bindMemory(to: UInt32.self)) }
+                    return (cred, PeerCredentials.groups(fromPeerGroups: raw))
+                }.recover { _ in (cred, nil) }
+            }.map { Optional($0) }.recover { _ in nil }
         } else {
             credentials = channel.eventLoop.makeSucceededFuture(nil)
         }
-        return credentials.flatMapThrowing { (cred: csup_ucred?) in
+        return credentials.flatMapThrowing { (answer: (csup_ucred, [UInt32]?)?) in
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: false)
             try channel.pipeline.syncOperations.addHandler(BadRequestHandler())
             let wrapped = try Connection(wrappingChannelSynchronously: channel)
-            let peer = cred.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }
+            let peer = answer.map { PeerCredentials(pid: $0.0.pid, uid: $0.0.uid, gid: $0.0.gid, groups: $0.1) }
             return AcceptedConnection(channel: wrapped, peer: peer)
         }
     }
@@ -208,6 +222,9 @@ public final class ControlServer: Sendable {
 
     /// Creates the socket's directory and refuses to replace a live socket.
     static func prepareSocketPath(_ path: String) throws {
+        if let problem = SocketDirectory.problem(socketPath: path) {
+            throw StartRefused(description: "control.socket: \(problem)")
+        }
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             let directory = String(path[..<slash])
             var info = stat()

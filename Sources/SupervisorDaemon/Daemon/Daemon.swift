@@ -46,7 +46,15 @@ public struct Daemon: Sendable {
         let inherited = SystemdListenFDs.take()
         let controlFD = inherited.first { $0.name == "control" }?.fd
         let appFDs = config.app.listen.isEmpty ? [] : inherited.filter { $0.name.hasPrefix("app") }.map(\.fd)
-        let launch = AppLaunch(config: config, listenDescriptors: try AppLaunch.openListeners(config, inherited: appFDs))
+        let runAs: RunAs
+        do {
+            runAs = try RunAs.resolve(config)
+        } catch {
+            throw StartRefused(description: "\(error); nothing was started")
+        }
+        if let app = runAs.app { logger.info("the app runs as \(app)") }
+        for warning in PrivilegeCheck(config, socketFromSystemd: controlFD != nil).warnings { logger.warning("\(warning)") }
+        let launch = AppLaunch(config: config, listenDescriptors: try AppLaunch.openListeners(config, inherited: appFDs), runAs: runAs)
         var start = recovery.start
         if start.adopting == nil, !launch.isHandoff {
             start.port = try StartPort.choose(preferred: start.port, ports: config.app.ports, logger: logger)
@@ -119,6 +127,13 @@ extension Daemon {
 
 struct StartError: Error, CustomStringConvertible {
     let description: String
+}
+
+/// A start refused for a reason a restart cannot fix (a user that does not
+/// exist, an unsafe control socket directory): exit 2, which the unit does
+/// not restart.
+public struct StartRefused: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// Serves the control socket until shutdown, then removes it.

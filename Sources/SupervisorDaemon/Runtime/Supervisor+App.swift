@@ -200,10 +200,10 @@ extension Supervisor {
     /// Hashes `<binary>` (and asks its version) off this actor, then records it as what serves,
     /// unless an operation moved files meanwhile (it then knows what serves itself).
     private func identifyServingFile() {
-        let binary = config.app.binary, command = config.app.versionCommand, timeout = config.health.startTimeout
+        let binary = config.app.binary, command = config.app.versionCommand, timeout = config.health.startTimeout, runAs = launch.runAs.app
         launchJob {
             let sha = await BlockingThread.run { FileDigest.sha256(path: binary) }
-            let version: String? = if let command { await VersionProbe.version(of: binary, command: command, timeout: timeout) } else { nil }
+            let version: String? = if let command { await VersionProbe.version(of: binary, command: command, timeout: timeout, as: runAs) } else { nil }
             await self.servingFileIdentified(BinaryIdentity(sha256: sha, version: version))
         }
     }

@@ -13,6 +13,8 @@ struct ClaimedRequest: Sendable {
     let action: SwapAction
     let source: String
     let callerUID: UInt32?
+    /// Whose rights a swap's source file is opened with (nil: the daemon's, for root callers and rollbacks).
+    var opener: ProcessCredentials? = nil
     let stream: AsyncStream<[UInt8]>.Continuation
     let started = ContinuousClock.now
     /// Whether a success goes into history (the move that finishes an emergency
@@ -26,12 +28,16 @@ extension Supervisor {
     /// A caller asks for a swap or a rollback (a swap to `<binary>.bak`).
     /// Claimed or refused in this one step: the answer is a progress stream,
     /// or the refusal (busy: exit 4, at once).
-    public func request(_ action: SwapAction, source: String?, callerUID: UInt32?) -> Result<AsyncStream<[UInt8]>, ControlError> {
-        request(action, source: source, callerUID: callerUID, recordsSuccess: true).map(\.stream)
+    /// `opener`: the caller's own identity when it is not root; the source
+    /// file is opened with its rights, never the daemon's.
+    public func request(
+        _ action: SwapAction, source: String?, callerUID: UInt32?, opener: ProcessCredentials? = nil
+    ) -> Result<AsyncStream<[UInt8]>, ControlError> {
+        request(action, source: source, callerUID: callerUID, opener: opener, recordsSuccess: true).map(\.stream)
     }
 
     func request(
-        _ action: SwapAction, source: String?, callerUID: UInt32?, recordsSuccess: Bool
+        _ action: SwapAction, source: String?, callerUID: UInt32?, opener: ProcessCredentials? = nil, recordsSuccess: Bool
     ) -> Result<(ticket: OperationMachine.Ticket, stream: AsyncStream<[UInt8]>), ControlError> {
         let binary = config.app.binary
         let path: String
@@ -40,6 +46,7 @@ extension Supervisor {
             guard let source, source.hasPrefix("/") else {
                 return .failure(ControlError(.badRequest, "\"binary\" must be an absolute path (supervisorctl resolves relative ones)"))
             }
+            if let problem = BinaryStager.pathProblem(source) { return .failure(problem) }
             path = source
         case .rollback, .autoRollback, .emergencyRollback:
             path = BinaryCommitter.backupPath(for: binary)
@@ -56,7 +63,7 @@ extension Supervisor {
             return .failure(controlError(refusal))
         }
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        requests[ticket] = ClaimedRequest(action: action, source: path, callerUID: callerUID, stream: continuation, recordsSuccess: recordsSuccess)
+        requests[ticket] = ClaimedRequest(action: action, source: path, callerUID: callerUID, opener: action == .swap ? opener : nil, stream: continuation, recordsSuccess: recordsSuccess)
         perform(actions)
         return .success((ticket, stream))
     }
@@ -123,7 +130,7 @@ extension Supervisor {
         notifier.reloading(status: "\(request.action.rawValue): staging \(request.source)")
         let continuation = request.stream
         let context = SwapRun.Context(
-            id: id, ticket: pending.ticket, action: request.action, source: request.source, callerUID: request.callerUID,
+            id: id, ticket: pending.ticket, action: request.action, source: request.source, callerUID: request.callerUID, opener: request.opener,
             recordsSuccess: request.recordsSuccess, config: config, owner: self, driver: driver, journal: journal, launch: launch, effects: effects, logger: logger,
             report: { line in continuation.yield(Self.encode(line)) })
         let run = SwapRun(context: context, old: old)

@@ -182,7 +182,7 @@ extension Supervisor {
             let facts = HookRunner.Facts(
                 action: action, phase: .done, oldBinary: binary, newBinary: nil,
                 oldSHA256: from.sha256, newSHA256: to.sha256, oldVersion: from.version, newVersion: to.version, error: nil)
-            if let error = await HookRunner(config: config).run(.onRollback, facts, onLine: { line in say("on_rollback: \(line)") }) {
+            if let error = await HookRunner(config: config, credentials: launch.runAs.hooks).run(.onRollback, facts, onLine: { line in say("on_rollback: \(line)") }) {
                 report("warning: \(error.message)")
             }
         }

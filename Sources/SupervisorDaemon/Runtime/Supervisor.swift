@@ -144,6 +144,7 @@ public actor Supervisor {
         let binary = config.app.binary
         let command = config.app.versionCommand
         let timeout = config.health.startTimeout
+        let runAs = launch.runAs.app
         let adopted = adopting.flatMap { try? ChildProcess.adopt(pid: $0) }
         let known = adopted != nil && adoptedIdentity?.sha256 != nil ? adoptedIdentity : nil
         // Hashing a binary and running its version command block: not on this actor's turn.
@@ -154,7 +155,7 @@ public actor Supervisor {
         if let known {
             serving = known
         } else {
-            let version: String? = if let command { await VersionProbe.version(of: binary, command: command, timeout: timeout) } else { nil }
+            let version: String? = if let command { await VersionProbe.version(of: binary, command: command, timeout: timeout, as: runAs) } else { nil }
             serving = BinaryIdentity(sha256: facts.0, version: version)
         }
         backup = facts.1

@@ -27,6 +27,8 @@ struct HookRunner: Sendable {
     }
 
     let config: SupervisorConfig
+    /// Who hooks run as (`[hooks] user`, default the app's user; nil: root).
+    let credentials: ProcessCredentials?
 
     func commands(_ kind: Kind) -> [[String]] {
         switch kind {
@@ -63,7 +65,7 @@ struct HookRunner: Sendable {
             do {
                 outcome = try await CommandRunner.run(
                     argv, environment: environment, workingDirectory: config.app.workingDirectory,
-                    timeout: config.hooks.timeout, onOutputLine: { line in onLine("  | \(line)") })
+                    credentials: credentials, timeout: config.hooks.timeout, onOutputLine: { line in onLine("  | \(UntrustedText.escaped(line))") })
             } catch {
                 return SwapError(.hookFailed, "\(kind.rawValue) hook could not start: \(error.description)")
             }

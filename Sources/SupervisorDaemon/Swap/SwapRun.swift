@@ -19,6 +19,8 @@ actor SwapRun {
         let action: SwapAction
         let source: String
         let callerUID: UInt32?
+        /// Whose rights the source is opened with (nil: the daemon's).
+        let opener: ProcessCredentials?
         /// false: only a failure goes into history.
         let recordsSuccess: Bool
         let config: SupervisorConfig
@@ -158,9 +160,12 @@ actor SwapRun {
 
     private func stage() async -> SwapMachine.Event {
         let source = context.source, binary = context.config.app.binary
+        let opener = context.opener, group = context.launch.runAs.app?.gid
         do {
             // Copy, sha256 and fsync of a whole binary: on a blocking thread, not the cooperative pool.
-            let result = try await BlockingThread.run { () throws(SwapError) in try BinaryStager.stage(source: source, liveBinary: binary) }
+            let result = try await BlockingThread.run { () throws(SwapError) in
+                try BinaryStager.stage(source: source, liveBinary: binary, opener: opener, group: group)
+            }
             staged = result
             progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + (result.sha256 == old.identity.sha256 ? "; note: identical to the running binary" : ""))
             return .staged
@@ -179,12 +184,12 @@ actor SwapRun {
             let argv = command.map { Placeholders.substitute($0, values) }
             let outcome = await runCommand(argv)
             guard outcome.succeeded else {
-                return .failed(SwapError(.preflightFailed, "preflight \(outcome.failureDescription)"))
+                return .failed(SwapError(.preflightFailed, "preflight \(UntrustedText.escapedLines(outcome.failureDescription))"))
             }
             progress(.preflight, "`\(argv.joined(separator: " "))` passed")
         }
         if let versionCommand = context.config.app.versionCommand {
-            newVersion = await VersionProbe.version(of: staged.path, command: versionCommand, timeout: context.config.health.startTimeout)
+            newVersion = await VersionProbe.version(of: staged.path, command: versionCommand, timeout: context.config.health.startTimeout, as: context.launch.runAs.app)
             if let newVersion { progress(.preflight, "new version: \(newVersion)") }
         }
         if context.config.app.preflight.isEmpty && context.config.app.versionCommand == nil {
@@ -195,6 +200,7 @@ actor SwapRun {
 
     private func startNew() async -> SwapMachine.Event {
         guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
+        if let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
         let launch = context.launch
         if !launch.isHandoff, let holder = PortCheck.heldBy(port: newPort) {
             return .failed(SwapError(.portInUse, "side port \(newPort) is already in use (\(holder)); free it or change [app] ports"))
@@ -234,6 +240,10 @@ actor SwapRun {
     }
 
     private func switchProxy() async -> SwapMachine.Event {
+        // What started was checked just before it started; a file replaced since
+        // (during the health phase) would not be what is committed: stop here,
+        // while the old instance still serves.
+        if let staged, let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
         let log: @Sendable (String) -> Void = { [self] message in self.progress(.switch, message) }
         do {
             try await context.driver.switchUpstream(to: newPort, log: log)
@@ -317,6 +327,7 @@ actor SwapRun {
     }
 
     private func commit() async -> SwapMachine.Event {
+        if let staged, let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
         do {
             try BinaryCommitter.commit(liveBinary: context.config.app.binary)
         } catch {
@@ -375,7 +386,7 @@ actor SwapRun {
 
     /// Runs one kind of hook with the facts of this swap; nil when all passed (or none configured).
     private func runHooks(_ kind: HookRunner.Kind, phase: SwapPhase, error: SwapError? = nil) async -> SwapError? {
-        let runner = HookRunner(config: context.config)
+        let runner = HookRunner(config: context.config, credentials: context.launch.runAs.hooks)
         guard !runner.commands(kind).isEmpty else { return nil }
         let facts = HookRunner.Facts(
             action: context.action, phase: phase, oldBinary: context.config.app.binary, newBinary: staged?.path,
@@ -385,7 +396,7 @@ actor SwapRun {
 
     private func runCommand(_ argv: [String]) async -> CommandOutcome {
         do {
-            return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), workingDirectory: context.config.app.workingDirectory, timeout: context.config.health.startTimeout)
+            return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), workingDirectory: context.config.app.workingDirectory, credentials: context.launch.runAs.app, timeout: context.config.health.startTimeout)
         } catch {
             return CommandOutcome(argv: argv, status: .exited(code: 127), output: error.description, timedOut: false)
         }

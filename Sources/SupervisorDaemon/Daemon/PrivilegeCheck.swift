@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SupervisorCore
+import SupervisorShared
+
+/// What `--check` and the daemon's start say about rights: users and groups
+/// that must exist and a control socket directory only root can change are
+/// problems (the daemon refuses to start, exit 2); an app that runs as root
+/// and a binary directory others can write are warnings.
+public struct PrivilegeCheck: Sendable {
+    public var problems: [String] = []
+    public var warnings: [String] = []
+
+    public init(_ config: SupervisorConfig, socketFromSystemd: Bool = false) {
+        do {
+            let runAs = try RunAs.resolve(config)
+            if runAs.app == nil {
+                warnings.append("app.user: not set, so the app, its preflight and version commands and the hooks run as root; set [app] user to an unprivileged user")
+            } else if config.hooks.user != nil, runAs.hooks == nil {
+                warnings.append("hooks.user: hooks run as root")
+            }
+        } catch {
+            problems.append(error.description)
+        }
+        if !socketFromSystemd, let problem = SocketDirectory.problem(socketPath: config.control.socket) {
+            problems.append("control.socket: \(problem)")
+        }
+        let directory = AtomicFile.directoryName(config.app.binary)
+        var info = stat()
+        if stat(directory, &info) == 0, info.st_uid != 0 || info.st_mode & 0o022 != 0 {
+            let who = info.st_uid != 0 ? "owned by uid \(info.st_uid)" : "writable by others (mode \(String(info.st_mode & 0o7777, radix: 8)))"
+            warnings.append("app.binary: \(directory) is \(who): whoever can write it can replace \(config.app.binary) or its staged copy; make it root's, 0755")
+        }
+    }
+}
