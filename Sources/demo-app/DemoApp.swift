@@ -92,7 +92,7 @@ struct DemoApp {
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer(initialize)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             let serverChannel: Channel
             do {
                 serverChannel = try bootstrap.bind(host: options.host, port: options.port).wait()

@@ -28,7 +28,7 @@ final class SharedSocketAcceptor: Sendable {
         let flags = fcntl(listenFD, F_GETFL)
         _ = fcntl(listenFD, F_SETFL, flags | O_NONBLOCK)
         DispatchQueue(label: "demo-app.accept").async {
-            self.run(ClientBootstrap(group: group).channelOption(.socketOption(.tcp_nodelay), value: 1).channelInitializer(initializer))
+            self.run(ClientBootstrap(group: group).channelOption(.tcpOption(.tcp_nodelay), value: 1).channelInitializer(initializer))
         }
     }
 

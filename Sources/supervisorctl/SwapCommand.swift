@@ -32,6 +32,12 @@ struct SwapCommand: ParsableCommand {
 
     func run() throws {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        if let problem = BinaryStager.pathProblem(absolute) {
+            // Refused here too, before a byte is sent: nothing of the path reaches a terminal raw.
+            SwapStreamPrinter.stderr("supervisorctl: \(problem.message) [\(problem.code)]")
+            SwapStreamPrinter.stderr("Nothing was sent to supervisord; the running version is untouched.")
+            throw ExitCode(1)
+        }
         let body = ControlJSON.encode(["binary": absolute])
         try SwapStreamPrinter.execute(
             title: "swap \(absolute)", endpoint: "/swap", body: body, connection: connection, json: json)
@@ -170,6 +176,12 @@ enum SwapStreamPrinter {
         switch code {
         case .binaryNotFound?, .binaryNotRegular?, .binaryNotExecutable?, .binaryEmpty?:
             return "check the path you gave (ls -l it); it must be an executable file."
+        case .binaryNotReadable?:
+            return "supervisord reads the file with your rights, not root's: make it readable to you (ls -l it and every directory above it)."
+        case .binaryPathInvalid?:
+            return "rename the file so its path has no control characters, and swap again."
+        case .stagedBinaryReplaced?:
+            return "something else wrote the binary's directory during the swap; make it writable by root only (supervisord --check warns), then swap again."
         case .appExited?, .healthTimeout?:
             return "read the new binary's output in the service log (journalctl -u supervisor@NAME), fix it, and swap again."
         case .portInUse?:
