@@ -79,4 +79,69 @@ struct ConfigCheckTests {
         #expect(result.stdout.contains("ok"))
         #expect(!FileManager.default.fileExists(atPath: daemon.socket))
     }
+
+    @Test func usersGroupsAndTheSocketDirectoryAreChecked() throws {
+        let directory = TemporaryDirectory()
+        let app = directory.write("app", "#!/bin/sh\n", mode: 0o755)
+        func check(app extra: String, socket: String) throws -> CommandResult {
+            let config = directory.write(
+                "c.toml",
+                """
+                name = "x"
+                [app]
+                binary = "\(app)"
+                ports = [8081, 8082]
+                \(extra)
+                [control]
+                socket = "\(socket)"
+                """)
+            return try Command.run(Binaries.supervisord, ["--config", config, "--check"])
+        }
+        let asRoot = try check(app: "", socket: directory.file("c.sock"))
+        #expect(asRoot.exitCode == 0, "\(asRoot.stderr)")
+        #expect(asRoot.stdout.contains("warning: app.user: not set"), "\(asRoot.stdout)")
+
+        let unknown = try check(app: "user = \"no-such-user-here\"", socket: directory.file("c.sock"))
+        #expect(unknown.exitCode == 2)
+        #expect(unknown.stderr.contains("app.user: no user \"no-such-user-here\""), "\(unknown.stderr)")
+        let badGroup = try check(app: "user = \"nobody\"\ngroup = \"no-such-group-here\"", socket: directory.file("c.sock"))
+        #expect(badGroup.exitCode == 2)
+        #expect(badGroup.stderr.contains("app.group: no group \"no-such-group-here\""), "\(badGroup.stderr)")
+
+        let fine = try check(app: "user = \"nobody\"", socket: directory.file("c.sock"))
+        #expect(fine.exitCode == 0, "\(fine.stderr)")
+        #expect(!fine.stdout.contains("warning"), "\(fine.stdout)")
+
+        // A socket directory others can write: refused by --check and at start.
+        let open = directory.file("open")
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: false)
+        chmod(open, 0o777)
+        let unsafe = try check(app: "user = \"nobody\"", socket: open + "/c.sock")
+        #expect(unsafe.exitCode == 2)
+        #expect(unsafe.stderr.contains("control.socket:") && unsafe.stderr.contains("writable by others"), "\(unsafe.stderr)")
+        let started = try Command.run(Binaries.supervisord, ["--config", directory.file("c.toml")], timeout: 20)
+        #expect(started.exitCode == 2, "\(started.stderr)")
+        #expect(started.stderr.contains("writable by others"), "\(started.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: open + "/c.sock"))
+
+        // The binary's directory writable by others is a warning.
+        let shared = directory.file("shared")
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: false)
+        chmod(shared, 0o777)
+        _ = directory.write("shared/app", "#!/bin/sh\n", mode: 0o755)
+        let config = directory.write(
+            "d.toml",
+            """
+            name = "x"
+            [app]
+            binary = "\(shared)/app"
+            ports = [8081, 8082]
+            user = "nobody"
+            [control]
+            socket = "\(directory.file("d.sock"))"
+            """)
+        let warned = try Command.run(Binaries.supervisord, ["--config", config, "--check"])
+        #expect(warned.exitCode == 0)
+        #expect(warned.stdout.contains("warning: app.binary: \(shared) is writable by others"), "\(warned.stdout)")
+    }
 }

@@ -45,5 +45,39 @@ extension UnderLoad {
             close.finish().expectNothingFailed("handoff 3 swaps + rollback (Connection: close)")
             keepAlive.finish().expectNothingFailed("handoff 3 swaps + rollback (keep-alive)")
         }
+
+        /// An app that runs as `nobody` serves a privileged port: the supervisor
+        /// (root) opens it and hands it over; READY=1 reaches the supervisor on
+        /// an abstract NOTIFY_SOCKET the app can use without any file rights.
+        @Test func anUnprivilegedAppServesALowPortTheSupervisorHandsIt() throws {
+            try #require(getuid() == 0, "needs root: the app is started as nobody on a port below 1024")
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            let port = try #require((700..<1000).first { !isListening(port: $0) }, "no free port below 1024")
+            let work = TemporaryDirectory("handoff-low-port")
+            let live = work.file("bin/app")
+            try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: work, flags: []), toPath: live)
+            var options = DaemonUnderTest.Options()
+            options.binary = live
+            options.appArgs = []
+            options.ports = []
+            options.extraApp = "listen = [\"127.0.0.1:\(port)\"]\nuser = \"nobody\"\nversion_command = [\"{binary}\", \"--version\"]"
+            options.extraHealth = "mode = \"notify\""
+            options.proxySection = "[proxy]\nkind = \"none\""
+            let daemon = DaemonUnderTest(options, handoff: true)
+            try daemon.start()
+            let running = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
+            #expect(httpGet(port: port)?.body.contains("demo-app v1") == true)
+            #expect(procStatus(try #require(running["pid"] as? Int))["Uid"]?.hasPrefix("65534") == true)
+
+            let load = try LoadGenerator(port: port)
+            let result = try daemon.ctl(["swap", AppVersions.make("v2", in: work), "--json"])
+            #expect(result.exitCode == 0, "\(result.stderr)\n\(daemon.log.suffix(2000))")
+            #expect(result.stderr.contains("ready: READY=1 from pid"))
+            #expect(httpGet(port: port)?.body.contains("demo-app v2") == true)
+            let after = try #require(daemon.status())
+            #expect(procStatus(try #require(after["pid"] as? Int))["Uid"]?.hasPrefix("65534") == true)
+            load.finish().expectNothingFailed("handoff as nobody on port \(port)")
+        }
     }
 }

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import Foundation
+import SupervisorDaemon
+import SystemBindings
 import Testing
 
 extension UnderLoad {
@@ -243,5 +245,25 @@ final class UnixListener {
     func close() {
         Glibc.close(fd)
         unlink(path)
+    }
+}
+
+@Suite struct PeerGroupsTests {
+    /// SO_PEERGROUPS' answer is sorted and its unused tail zeroed by NIO.
+    @Test func theKernelsListIsReadWithoutItsZeroedTail() {
+        #expect(PeerCredentials.groups(fromPeerGroups: [5, 10, 0, 0]) == [5, 10])
+        #expect(PeerCredentials.groups(fromPeerGroups: [0, 5, 10, 0]) == [0, 5, 10])
+        #expect(PeerCredentials.groups(fromPeerGroups: [0, 0, 0]) == [])
+        #expect(PeerCredentials.groups(fromPeerGroups: []) == [])
+    }
+
+    @Test func authorisationUsesTheConnectionsGroupsOnly() {
+        let member = PeerCredentials(pid: 1, uid: 1000, gid: 1000, groups: [27, 1001])
+        #expect(member.isAuthorized(group: 1001))
+        #expect(!member.isAuthorized(group: 1002))
+        #expect(PeerCredentials(pid: 1, uid: 1000, gid: 1002, groups: []).isAuthorized(group: 1002), "primary group")
+        #expect(!PeerCredentials(pid: 1, uid: 1000, gid: 1000, groups: nil).isAuthorized(group: 1001))
+        #expect(PeerCredentials(pid: 1, uid: 0, gid: 0, groups: nil).isAuthorized(group: nil), "root")
+        #expect(!member.isAuthorized(group: nil), "no control group: root only")
     }
 }
