@@ -33,6 +33,11 @@ swift build -c release >/dev/null
 BIN="$(swift build -c release --show-bin-path)"
 
 WORK="$(mktemp -d /tmp/supervisor-demo.XXXXXX)"
+# The app runs as an unprivileged user (nobody), as it should in production;
+# it must be able to enter the work directory to run its binary.
+chmod 755 "$WORK"
+APP_USER_TOML=""
+if [ "$(id -u)" = 0 ]; then APP_USER_TOML='user = "nobody"'; fi
 PIDS=()
 cleanup() {
     local pid
@@ -157,6 +162,7 @@ args = ["--port", "{port}"]
 ports = [$PORT_A, $PORT_B]
 stop_timeout = "5s"
 version_command = ["{binary}", "--version"]
+$APP_USER_TOML
 
 [health]
 path = "/health"
@@ -187,6 +193,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 "$CTL" status
+APP_PID="$("$CTL" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("pid") or "")')"
+[ -n "$APP_PID" ] && echo "the app (pid $APP_PID) runs as: $(ps -o user= -p "$APP_PID")"
 echo "through $PROXY: $(curl -s "http://127.0.0.1:$PROXY_PORT/")"
 
 say "load: wrk -t2 -c16 -H 'Connection: close' through $PROXY, for the whole demo"
