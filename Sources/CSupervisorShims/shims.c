@@ -421,6 +421,19 @@ int csup_listen_tcp(const char *host, int port, int backlog) {
     return fd;
 }
 
+/* "/proc/self/fd/N" without snprintf (async-signal-safe after fork). */
+static void proc_fd_path(char out[32], int fd) {
+    const char *prefix = "/proc/self/fd/";
+    int n = 0;
+    while (prefix[n] != '\0') { out[n] = prefix[n]; n++; }
+    char digits[12];
+    int count = 0;
+    unsigned value = (unsigned)fd;
+    do { digits[count++] = (char)('0' + value % 10); value /= 10; } while (value > 0 && count < 11);
+    while (count > 0) out[n++] = digits[--count];
+    out[n] = '\0';
+}
+
 /* Opens `path` without side effects (O_PATH), and only a regular file for
    reading, through /proc/self/fd: a FIFO never blocks, a device is never
    opened. Returns the read fd, the O_PATH fd for anything else, or -1. */
@@ -430,8 +443,8 @@ static int open_regular_or_path(const char *path, int *error_out) {
     struct stat info;
     if (fstat(path_fd, &info) != 0) { *error_out = errno; close(path_fd); return -1; }
     if (!S_ISREG(info.st_mode)) { *error_out = 0; return path_fd; }
-    char proc_path[64];
-    snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", path_fd);
+    char proc_path[32];
+    proc_fd_path(proc_path, path_fd);
     int fd = open(proc_path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) { *error_out = errno; close(path_fd); return -1; }
     close(path_fd);
@@ -439,60 +452,91 @@ static int open_regular_or_path(const char *path, int *error_out) {
     return fd;
 }
 
-int csup_open_as(const char *path, const struct csup_credentials *credentials, int *error_out) {
+/* The opener child: nothing of the daemon's but the reply socket, not
+   dumpable (the caller it runs as must not attach to a copy of root's
+   memory), then the caller's credentials, then one open. Signals stay
+   blocked; it only opens, sends and exits. */
+static void opener_child(const char *path, const struct csup_credentials *credentials, int reply) {
+    if (reply != 3) {
+        if (dup2(reply, 3) < 0) _exit(126);
+        reply = 3;
+    }
+    if (syscall(SYS_close_range, 4, ~0U, 0) != 0) {
+        for (int fd = 4; fd < 65536; fd++) close(fd);
+    }
+    for (int fd = 0; fd < 3; fd++) close(fd);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* Keep no capability across the uid change, whatever securebits the unit set. */
+    prctl(PR_SET_SECUREBITS, 0, 0, 0, 0);
+    int err = take_credentials(credentials, 1);
+    int fd = -1;
+    if (err == 0) fd = open_regular_or_path(path, &err);
+    union { struct cmsghdr align; char data[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = { .iov_base = &err, .iov_len = sizeof(err) };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fd >= 0) {
+        msg.msg_control = control.data;
+        msg.msg_controllen = sizeof(control.data);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    }
+    _exit(sendmsg(reply, &msg, MSG_NOSIGNAL) < 0 ? 1 : 0);
+}
+
+int csup_open_as(const char *path, const struct csup_credentials *credentials, int timeout_ms, int *error_out) {
     if (credentials == NULL) return open_regular_or_path(path, error_out);
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) { *error_out = errno; return -1; }
+    /* SEQPACKET, not DGRAM: a child that dies (or is killed by the caller it
+       runs as) gives end-of-file rather than an endless wait. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) { *error_out = errno; return -1; }
     sigset_t all, previous;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &previous);
     pid_t pid = fork();
     if (pid == 0) {
-        /* Signals stay blocked: the child only opens, sends and exits. */
         close(sv[0]);
-        int err = take_credentials(credentials, 0);
-        int fd = -1;
-        if (err == 0) fd = open_regular_or_path(path, &err);
-        char control[CMSG_SPACE(sizeof(int))];
-        memset(control, 0, sizeof(control));
-        struct iovec iov = { .iov_base = &err, .iov_len = sizeof(err) };
-        struct msghdr msg;
-        memset(&msg, 0, sizeof(msg));
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (fd >= 0) {
-            msg.msg_control = control;
-            msg.msg_controllen = sizeof(control);
-            struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-            cmsg->cmsg_level = SOL_SOCKET;
-            cmsg->cmsg_type = SCM_RIGHTS;
-            cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-        }
-        _exit(sendmsg(sv[1], &msg, 0) < 0 ? 1 : 0);
+        opener_child(path, credentials, sv[1]);
     }
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
     close(sv[1]);
     if (pid < 0) { close(sv[0]); *error_out = fork_errno; return -1; }
     int err = EIO, fd = -1;
-    char control[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = { .iov_base = &err, .iov_len = sizeof(err) };
-    struct msghdr msg;
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n;
-    do { n = recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof(err)) {
-        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    /* A path on a hung mount (or one the caller's FUSE daemon holds) must
+       not hold the daemon: wait at most timeout_ms, then kill the opener. */
+    struct pollfd p = { .fd = sv[0], .events = POLLIN };
+    int ready;
+    do { ready = poll(&p, 1, timeout_ms); } while (ready < 0 && errno == EINTR);
+    if (ready == 0) {
+        err = ETIMEDOUT;
+        kill(pid, SIGKILL);
+    } else if (ready > 0) {
+        union { struct cmsghdr align; char data[CMSG_SPACE(sizeof(int))]; } control;
+        struct iovec iov = { .iov_base = &err, .iov_len = sizeof(err) };
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.data;
+        msg.msg_controllen = sizeof(control.data);
+        ssize_t n;
+        do { n = recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); } while (n < 0 && errno == EINTR);
+        struct cmsghdr *cmsg = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
         if (cmsg != NULL && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
             memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
         }
-    } else {
-        err = EIO;
+        if (n != (ssize_t)sizeof(err) || (msg.msg_flags & MSG_CTRUNC)) {
+            if (fd >= 0) close(fd);
+            fd = -1;
+            err = EIO;
+        }
     }
     close(sv[0]);
     int status;

@@ -84,6 +84,11 @@ public enum BinaryStager {
         }
         // Never wider than the source; no setuid/setgid, nobody but root may write.
         let mode = info.st_mode & 0o755
+        if group != nil, mode & 0o011 == 0 {
+            throw SwapError(
+                .binaryNotExecutable,
+                "\(source) is executable by its owner only (mode \(String(mode, radix: 8))); the app runs as [app] user and the staged copy is root's in the app's group, so it needs the group's execute bit: chmod g+rx (or 755) it first")
+        }
 
         let target = stagedPath(for: liveBinary)
         unlink(target)  // a stale .new is ours to replace
@@ -118,7 +123,8 @@ public enum BinaryStager {
         }
         var staged = stat()
         if failure == nil {
-            if fchown(out, 0, group ?? 0) != 0 || fchmod(out, mode) != 0 {
+            let owned = geteuid() != 0 || fchown(out, 0, group ?? 0) == 0
+            if !owned || fchmod(out, mode) != 0 {
                 failure = "cannot set the owner and mode of \(target): \(String(cString: strerror(errno)))"
             } else if fsync(out) != 0 {
                 failure = "cannot fsync \(target): \(String(cString: strerror(errno)))"
@@ -140,14 +146,15 @@ public enum BinaryStager {
 
     /// Nil when `<binary>.new` is still the file that was staged: same device
     /// and inode, root-owned, writable by nobody else (so its bytes are the
-    /// ones hashed); else the error that ends the swap.
+    /// ones hashed); else the error that ends the swap. (Owned by root: by
+    /// this process's user, for a daemon not run as root.)
     public static func verify(_ staged: Staged) -> SwapError? {
         var info = stat()
         guard lstat(staged.path, &info) == 0 else {
             return SwapError(.stagedBinaryReplaced, "\(staged.path) is gone (\(String(cString: strerror(errno)))): it was removed after it was staged; nothing unchecked was run or committed")
         }
         guard UInt64(info.st_dev) == staged.device, UInt64(info.st_ino) == staged.inode,
-            info.st_uid == 0, info.st_mode & 0o022 == 0, (info.st_mode & S_IFMT) == S_IFREG
+            info.st_uid == geteuid(), info.st_mode & 0o022 == 0, (info.st_mode & S_IFMT) == S_IFREG
         else {
             return SwapError(.stagedBinaryReplaced, "\(staged.path) was replaced or changed after it was staged (sha256 \(staged.sha256.prefix(12))); only root may write the binary's directory. Nothing unchecked was run or committed")
         }

@@ -46,6 +46,8 @@ public enum CommandRunner {
         }
         let readEnd = fds[0], writeEnd = fds[1]
         let executable = resolve(argv[0], path: environment["PATH"])
+        var environment = environment
+        if let credentials { environment.merge(credentials.environment) { _, login in login } }
         let request = SpawnRequest(
             executable: executable, arguments: Array(argv.dropFirst()), environment: environment,
             workingDirectory: workingDirectory, outputDescriptor: writeEnd, newSession: false,

@@ -15,14 +15,16 @@ public enum FileOpener {
         case notRegular(kind: mode_t, descriptor: Int32)
     }
 
-    /// `as: nil` opens with this process's own rights. Never blocks on a FIFO.
-    public static func open(_ path: String, as credentials: ProcessCredentials?) -> Result<Opened, Errno> {
+    /// `as: nil` opens with this process's own rights. Never blocks on a FIFO;
+    /// an open as someone else that hangs (a stuck mount) fails with ETIMEDOUT.
+    public static func open(_ path: String, as credentials: ProcessCredentials?, timeout: Duration = .seconds(10)) -> Result<Opened, Errno> {
         var error: Int32 = 0
+        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let fd: Int32 =
             if let credentials {
-                credentials.withC { csup_open_as(path, $0, &error) }
+                credentials.withC { csup_open_as(path, $0, milliseconds, &error) }
             } else {
-                csup_open_as(path, nil, &error)
+                csup_open_as(path, nil, milliseconds, &error)
             }
         guard fd >= 0 else { return .failure(Errno(error)) }
         var info = stat()

@@ -19,8 +19,8 @@ public struct SpawnRequest: Sendable {
     public var errorDescriptor: Int32?
     /// Start in a new session (setsid): apps yes, short commands no.
     public var newSession: Bool
-    /// Run as this identity (nil: the supervisor's own). Its HOME, USER and
-    /// LOGNAME are set unless `environment` names them.
+    /// Run as this identity (nil: the supervisor's own). `environment` is
+    /// used as given: the caller sets HOME, USER and LOGNAME.
     public var credentials: ProcessCredentials?
 
     public init(
@@ -55,11 +55,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 public enum ProcessSpawner {
     public static func spawn(_ request: SpawnRequest) throws(SpawnError) -> ChildProcess {
         let argv = [request.executable] + request.arguments
-        var environment = request.environment
-        if let credentials = request.credentials {
-            environment.merge(credentials.environment) { _, login in login }
-        }
-        var envEntries = environment
+        var envEntries = request.environment
             .filter { $0.key != "LISTEN_PID" }
             .sorted { $0.key < $1.key }
             .map { "\($0.key)=\($0.value)" }

@@ -55,6 +55,6 @@ struct HistoryCommand: ParsableCommand {
 
     func short(_ identity: BinaryIdentity) -> String {
         let sha = identity.sha256.map { String($0.prefix(8)) } ?? "?"
-        return identity.version.map { "\($0) (\(sha))" } ?? sha
+        return identity.version.map { "\(UntrustedText.escaped($0)) (\(sha))" } ?? sha
     }
 }

@@ -45,7 +45,7 @@ enum StatusView {
         var lines: [(String, String)] = []
         lines.append(("service", report.name))
         lines.append(("phase", report.phase))
-        lines.append(("version", report.version ?? "-"))
+        lines.append(("version", report.version.map(UntrustedText.escaped) ?? "-"))
         lines.append(("pid", report.pid.map(String.init) ?? "-"))
         lines.append(("port", report.port.map(String.init) ?? "-"))
         if let uptime = report.uptimeSeconds, report.pid != nil {
@@ -75,7 +75,7 @@ enum StatusView {
 
     static func describe(_ identity: BinaryIdentity) -> String {
         let sha = identity.sha256.map { "sha256 \($0.prefix(12))" } ?? "unknown"
-        return identity.version.map { "\($0) (\(sha))" } ?? sha
+        return identity.version.map { "\(UntrustedText.escaped($0)) (\(sha))" } ?? sha
     }
 
     static func formatUptime(_ seconds: Double) -> String {

@@ -113,7 +113,7 @@ enum SwapStreamPrinter {
                     let step = progress.elapsedMS - lastElapsed
                     lastElapsed = progress.elapsedMS
                     let phase = progress.phase.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
-                    stderr("  \(phase) \(progress.message)  (+\(step) ms)")
+                    stderr("  \(phase) \(UntrustedText.escapedLines(progress.message))  (+\(step) ms)")
                 } else if let parsed = try? decoder.decode(SwapResult.self, from: data) {
                     result = parsed
                 }
@@ -153,7 +153,7 @@ enum SwapStreamPrinter {
     static func failure(_ result: SwapResult, terminal: Bool) -> String {
         let mark = terminal ? "\u{1B}[31m✗\u{1B}[0m" : "failed:"
         let error = result.error
-        var lines = ["\(mark) \(result.action.rawValue) failed in phase \(result.failedPhase?.rawValue ?? "?"): \(error?.message ?? "unknown error") [\(error?.code.rawValue ?? "?")]"]
+        var lines = ["\(mark) \(result.action.rawValue) failed in phase \(result.failedPhase?.rawValue ?? "?"): \(UntrustedText.escapedLines(error?.message ?? "unknown error")) [\(error?.code.rawValue ?? "?")]"]
         if result.failedPhase == .commit {
             lines.append("  The new version is serving (pid \(result.pid.map(String.init) ?? "-")), but the binary files were not committed; check the binary's directory.")
         } else if error?.code == .switchBackFailed {
@@ -168,7 +168,7 @@ enum SwapStreamPrinter {
 
     static func describe(_ identity: BinaryIdentity) -> String {
         let sha = identity.sha256.map { "sha256 \($0.prefix(12))" } ?? "unknown binary"
-        if let version = identity.version { return "\(version) (\(sha))" }
+        if let version = identity.version { return "\(UntrustedText.escaped(version)) (\(sha))" }
         return sha
     }
 

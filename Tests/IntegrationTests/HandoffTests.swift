@@ -14,18 +14,8 @@ extension UnderLoad {
         @Test func swapsAndRollbacksFailNothingForCloseAndKeepAliveClients() throws {
             try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
             let work = TemporaryDirectory("handoff")
-            let live = work.file("bin/app")
-            try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
-            try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: work, flags: []), toPath: live)
             let port = FreePort.pick()[0]
-            var options = DaemonUnderTest.Options()
-            options.binary = live
-            options.appArgs = []
-            options.ports = []
-            options.extraApp = "listen = [\"127.0.0.1:\(port)\"]\nversion_command = [\"{binary}\", \"--version\"]"
-            options.extraHealth = "mode = \"notify\""
-            options.proxySection = "[proxy]\nkind = \"none\""
-            let daemon = DaemonUnderTest(options, handoff: true)
+            let daemon = try Self.handoffDaemon(v1In: work, port: port)
             try daemon.start()
             #expect(daemon.waitUntilRunning() != nil, "\(daemon.log)")
             #expect(httpGet(port: port)?.body.contains("demo-app v1") == true)
@@ -54,17 +44,7 @@ extension UnderLoad {
             try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
             let port = try #require((700..<1000).first { !isListening(port: $0) }, "no free port below 1024")
             let work = TemporaryDirectory("handoff-low-port")
-            let live = work.file("bin/app")
-            try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
-            try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: work, flags: []), toPath: live)
-            var options = DaemonUnderTest.Options()
-            options.binary = live
-            options.appArgs = []
-            options.ports = []
-            options.extraApp = "listen = [\"127.0.0.1:\(port)\"]\nuser = \"nobody\"\nversion_command = [\"{binary}\", \"--version\"]"
-            options.extraHealth = "mode = \"notify\""
-            options.proxySection = "[proxy]\nkind = \"none\""
-            let daemon = DaemonUnderTest(options, handoff: true)
+            let daemon = try Self.handoffDaemon(v1In: work, port: port, extraApp: "user = \"nobody\"")
             try daemon.start()
             let running = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
             #expect(httpGet(port: port)?.body.contains("demo-app v1") == true)
@@ -78,6 +58,21 @@ extension UnderLoad {
             let after = try #require(daemon.status())
             #expect(procStatus(try #require(after["pid"] as? Int))["Uid"]?.hasPrefix("65534") == true)
             load.finish().expectNothingFailed("handoff as nobody on port \(port)")
+        }
+
+        /// A daemon in handoff mode (notify readiness, no proxy) on `port`, v1 of demo-app as its binary.
+        static func handoffDaemon(v1In work: TemporaryDirectory, port: Int, extraApp: String = "") throws -> DaemonUnderTest {
+            let live = work.file("bin/app")
+            try FileManager.default.createDirectory(atPath: work.file("bin"), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: work, flags: []), toPath: live)
+            var options = DaemonUnderTest.Options()
+            options.binary = live
+            options.appArgs = []
+            options.ports = []
+            options.extraApp = "listen = [\"127.0.0.1:\(port)\"]\nversion_command = [\"{binary}\", \"--version\"]\n\(extraApp)"
+            options.extraHealth = "mode = \"notify\""
+            options.proxySection = "[proxy]\nkind = \"none\""
+            return DaemonUnderTest(options, handoff: true)
         }
     }
 }

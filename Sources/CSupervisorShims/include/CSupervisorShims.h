@@ -62,9 +62,11 @@ static const int CSUP_SO_PEERGROUPS = 59;
 /* Opens `path` as `credentials` would (NULL: as this process), in a forked
    child that takes them, and hands the descriptor back: a regular file opened
    for reading, or, for anything else (FIFO, device, socket, directory), an
-   O_PATH descriptor that only tells what it is (fstat). Nothing blocks and no
-   device is opened. -1 with *error_out as the opener saw it. */
-int csup_open_as(const char *path, const struct csup_credentials *credentials, int *error_out);
+   O_PATH descriptor that only tells what it is (fstat). A FIFO never blocks
+   and no device is opened; an open that hangs (a stuck mount) is abandoned
+   after timeout_ms (ETIMEDOUT, the child killed). -1 with *error_out as the
+   opener saw it. */
+int csup_open_as(const char *path, const struct csup_credentials *credentials, int timeout_ms, int *error_out);
 
 
 /*

@@ -51,6 +51,10 @@ public final class AppLaunch: Sendable {
     public func prepare(executable: String, port: Int) throws(ProcessError) -> Prepared {
         var request = ProcessEnvironment.appSpawnRequest(executable: executable, config: config.app, port: port)
         request.credentials = runAs.app
+        // A login's HOME, USER and LOGNAME, unless [app] env names them.
+        for (key, value) in runAs.app?.environment ?? [:] where config.app.env[key] == nil {
+            request.environment[key] = value
+        }
         if isHandoff {
             request.passedDescriptors = listenDescriptors
             request.setListenPID = true
@@ -66,11 +70,12 @@ public final class AppLaunch: Sendable {
             }
             // An app that is not root cannot reach into the state directory
             // (0750 root): its socket is then an abstract one, whose sender
-            // is still checked by pid (SCM_CREDENTIALS).
+            // is still checked by pid (SCM_CREDENTIALS), with a random part no
+            // other local user can guess and take first.
             let path =
                 runAs.app == nil
                 ? "\(config.stateDirectory)/notify-\(getpid())-\(number).sock"
-                : "@supervisor-\(config.name)-notify-\(getpid())-\(number)"
+                : "@supervisor-\(config.name)-notify-\(getpid())-\(number)-\(String(UInt64.random(in: 0...UInt64.max), radix: 16))"
             receiver = try NotifyReceiver(path: path)
             request.environment["NOTIFY_SOCKET"] = path
         }

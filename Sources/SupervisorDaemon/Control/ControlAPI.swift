@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import SupervisorCore
 import SupervisorShared
@@ -33,7 +36,9 @@ public struct ControlAPI: ControlHandling {
             guard let body = try? JSONDecoder().decode(SwapBody.self, from: Data(request.body)) else {
                 return .error(ControlError(.badRequest, "POST /swap needs a JSON body {\"binary\": \"/absolute/path\"}"))
             }
-            let opener = request.peer.flatMap { $0.uid == 0 ? nil : $0.credentials }
+            // A daemon that is root opens the file as its caller; one that is not
+            // cannot take anyone's identity, and its callers have at least its rights.
+            let opener = request.peer.flatMap { peer in geteuid() == 0 && peer.uid != 0 ? peer.credentials : nil }
             return stream(await supervisor.request(.swap, source: body.binary, callerUID: request.peer?.uid, opener: opener))
         case ("POST", "/rollback"):
             return stream(await supervisor.request(.rollback, source: nil, callerUID: request.peer?.uid))

@@ -71,9 +71,10 @@ public final class ControlServer: Sendable {
             listener.channel.close(promise: nil)
             throw BindError(description: "\(path) is not the socket just bound; refusing to change its mode")
         }
-        fchmodat(AT_FDCWD, path, 0o660, 0)
-        if let groupID {
-            lchown(path, uid_t(bitPattern: -1), groupID)
+        if fchmodat(AT_FDCWD, path, 0o660, 0) != 0 || (groupID.map { lchown(path, uid_t(bitPattern: -1), $0) } ?? 0) != 0 {
+            let reason = String(cString: strerror(errno))
+            listener.channel.close(promise: nil)
+            throw BindError(description: "cannot set the mode and group of \(path): \(reason)")
         }
         return ControlServer(path: path, groupID: groupID, handler: handler, logger: logger, listener: listener)
     }
@@ -230,6 +231,10 @@ public final class ControlServer: Sendable {
             var info = stat()
             if stat(directory, &info) != 0 {
                 try makeDirectories(directory)
+                // Whatever was there by the time mkdir ran is judged as well.
+                if let problem = SocketDirectory.problem(socketPath: path) {
+                    throw StartRefused(description: "control.socket: \(problem)")
+                }
             }
         }
         var info = stat()

@@ -15,9 +15,10 @@ public struct PrivilegeCheck: Sendable {
     public init(_ config: SupervisorConfig, socketFromSystemd: Bool = false) {
         do {
             let runAs = try RunAs.resolve(config)
-            if runAs.app == nil {
-                warnings.append("app.user: not set, so the app, its preflight and version commands and the hooks run as root; set [app] user to an unprivileged user")
-            } else if config.hooks.user != nil, runAs.hooks == nil {
+            if runAs.app == nil || runAs.app?.uid == 0 {
+                let why = config.app.user == nil ? "not set, so" : "is root:"
+                warnings.append("app.user: \(why) the app, its preflight and version commands and the hooks run as root; set [app] user to an unprivileged user")
+            } else if runAs.hooks == nil || runAs.hooks?.uid == 0 {
                 warnings.append("hooks.user: hooks run as root")
             }
         } catch {

@@ -58,6 +58,13 @@ struct Recovery: Sendable {
             }
         }
         if plan.commitStaged {
+            // Only the bytes the swap hashed: a `.new` put there since is not committed.
+            let staged = BinaryStager.stagedPath(for: config.app.binary)
+            if let expected = previous?.swap?.stagedSHA256, FileDigest.sha256(path: staged) != expected {
+                logger.error("recovery: \(staged) is not the file the interrupted swap staged (sha256 \(expected.prefix(12))); not committed, removed")
+                unlink(staged)
+                return
+            }
             do {
                 try BinaryCommitter.commit(liveBinary: config.app.binary)
                 logger.notice("recovery: committed \(BinaryStager.stagedPath(for: config.app.binary)) as \(config.app.binary)")

@@ -34,7 +34,7 @@ public struct HealthProbe: Sendable {
         for (key, value) in expected.sorted(by: { $0.key < $1.key }) {
             guard let actual = object[key] else { return "health JSON has no field \"\(key)\" (expected \"\(value)\")" }
             guard let text = actual.text else { return "health JSON field \"\(key)\" is not a scalar (expected \"\(value)\")" }
-            if text != value { return "health JSON field \"\(key)\" is \"\(text)\", expected \"\(value)\"" }
+            if text != value { return "health JSON field \"\(key)\" is \(UntrustedText.quoted(String(text.prefix(200)))), expected \"\(value)\"" }
         }
         return nil
     }

@@ -54,7 +54,7 @@ enum BinaryInspector {
             return SwapError(.preflightFailed, "\(source) is a \(is64 ? "64" : "32")-bit ELF binary; this host runs \(MemoryLayout<Int>.size * 8)-bit ones")
         }
         if let interpreter = elfInterpreter(path: path), access(interpreter, X_OK) != 0 {
-            return SwapError(.preflightFailed, "\(source) needs the dynamic loader \(interpreter), which this host does not have (built for another libc, e.g. musl vs glibc?)")
+            return SwapError(.preflightFailed, "\(source) needs the dynamic loader \(UntrustedText.quoted(interpreter)), which this host does not have (built for another libc, e.g. musl vs glibc?)")
         }
         return nil
     }
@@ -88,7 +88,7 @@ enum BinaryInspector {
             return SwapError(.preflightFailed, "\(source) starts with #! but names no interpreter")
         }
         if access(interpreter, X_OK) != 0 {
-            return SwapError(.preflightFailed, "\(source) is a script for \(interpreter), which does not exist or is not executable on this host")
+            return SwapError(.preflightFailed, "\(source) is a script for \(UntrustedText.quoted(interpreter)), which does not exist or is not executable on this host")
         }
         return nil
     }

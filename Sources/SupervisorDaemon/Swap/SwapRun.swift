@@ -176,6 +176,7 @@ actor SwapRun {
 
     private func preflight() async -> SwapMachine.Event {
         guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
+        if let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
         if let problem = BinaryInspector.problem(with: staged.path, source: context.source) {
             return .failed(problem)
         }
