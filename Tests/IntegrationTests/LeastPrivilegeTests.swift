@@ -111,6 +111,13 @@ extension UnderLoad {
                 ["--reuid=\(Self.callerUID)", "--regid=\(Self.callerUID)", "--groups=\(group.gid)", "/usr/bin/curl", "-s", "--unix-socket", stack.daemon.socket,
                  "-d", #"{"binary": "\#(stack.work.file("new\\nline"))"}"#, "http://localhost/swap"])
             #expect(curl.stdout.contains("binary_path_invalid"), "\(curl.stdout) \(curl.stderr)")
+            // A release only its owner (the caller) may execute: the app (nobody) could not run it.
+            let ownerOnly = stack.work.file("owner-only")
+            try FileManager.default.copyItem(atPath: stack.version("v2"), toPath: ownerOnly)
+            #expect(chown(ownerOnly, uid_t(Self.callerUID), gid_t(Self.callerUID)) == 0 && chmod(ownerOnly, 0o700) == 0)
+            let (ownerOnlyResult, ownerOnlyJSON) = try swapAsCaller(ownerOnly)
+            #expect(ownerOnlyResult.exitCode == 1)
+            #expect(errorCode(ownerOnlyJSON) == "binary_not_executable" && errorMessage(ownerOnlyJSON).contains("g+rx"), "\(ownerOnlyResult.stdout)")
             #expect(stack.proxy.servedVersion() == "v1")
             #expect(stack.bytes(stack.live) == v1Bytes, "nothing was committed by a refusal")
             stack.expectNothingStray()

@@ -55,7 +55,7 @@ struct PreflightAndCLITests {
         let result = try stack.daemon.ctl(["swap", script, "--json"])
         #expect(result.exitCode == 1)
         #expect(result.stdout.contains("\"code\":\"preflight_failed\""))
-        #expect(result.stderr.contains("is a script for /nonexistent/bin/python3, which does not exist"), "\(result.stderr)")
+        #expect(result.stderr.contains("is a script for \"/nonexistent/bin/python3\", which does not exist"), "\(result.stderr)")
     }
 
     @Test func failingVersionPreflightIsRejected() throws {
