@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import SupervisorCore
+import SupervisorShared
 
 /// Where the daemon is: `--socket`, `--name`, or `SUPERVISOR_SOCKET`.
 struct ConnectionOptions: ParsableArguments {
@@ -61,4 +62,48 @@ struct CLIFailure: Error {
     let message: String
     /// The daemon's error code, when it answered with one.
     var code: SupervisorError.Code? = nil
+    /// With `busy`: the phase the running operation is in.
+    var phase: String? = nil
+
+    /// The code a script matches: the daemon's, or what the CLI found itself
+    /// (`unreachable` for exit 3, `forbidden` for a socket it may not open).
+    var codeName: String {
+        if let code { return code.rawValue }
+        switch exitCode {
+        case 3: return "unreachable"
+        case 2: return "usage"
+        default: return message.hasPrefix("permission denied") ? "forbidden" : "failed"
+        }
+    }
+
+    /// Whether the daemon said so, so that the previous version is known to
+    /// serve: it refused before acting, and not because nothing serves.
+    var previousVersionKnownToServe: Bool {
+        guard let code, exitCode == 1 else { return false }
+        return ![.notRunning, .forbidden, .shuttingDown].contains(code)
+    }
+
+    /// With `--json`: the one object on stdout, for every exit code.
+    func printJSON() {
+        struct Body: Encodable {
+            struct Failure: Encodable {
+                let code: String
+                let message: String
+                let phase: String?
+            }
+            let ok = false
+            let error: Failure
+            let exitCode: Int32
+            enum CodingKeys: String, CodingKey { case ok, error, exitCode = "exit_code" }
+        }
+        let body = Body(error: .init(code: codeName, message: message, phase: phase), exitCode: exitCode)
+        print(String(decoding: ControlJSON.encode(body), as: UTF8.self))
+    }
+}
+
+/// The service a socket belongs to, for messages: `myapp` for
+/// `/run/supervisor/myapp.sock` (and any `NAME.sock`).
+func serviceName(socketPath: String) -> String {
+    let file = socketPath.split(separator: "/").last.map(String.init) ?? socketPath
+    return file.hasSuffix(".sock") ? String(file.dropLast(5)) : file
 }

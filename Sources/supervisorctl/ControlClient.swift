@@ -55,7 +55,7 @@ struct ControlClient {
         if stat(socketPath, &info) != 0 {
             throw CLIFailure(
                 exitCode: 3,
-                message: "supervisord is not reachable: \(socketPath) \(errno == ENOENT ? "does not exist" : String(cString: strerror(errno))). Is the daemon running? (systemctl status supervisor@NAME)")
+                message: "supervisord is not reachable: \(socketPath) \(errno == ENOENT ? "does not exist" : String(cString: strerror(errno))). Is the daemon running? (systemctl status supervisor@\(serviceName(socketPath: socketPath)))")
         }
         if (info.st_mode & S_IFMT) != S_IFSOCK {
             throw CLIFailure(exitCode: 3, message: "\(socketPath) is not a socket")
@@ -78,9 +78,8 @@ struct ControlClient {
     static func failure(from response: HTTPResponse) -> CLIFailure {
         if let decoded = try? JSONDecoder().decode(ControlFailure.self, from: Data(response.body)) {
             let code: Int32 = decoded.error.code == .busy ? 4 : 1
-            var message = "\(decoded.error.message) [\(decoded.error.code)]"
-            if let phase = decoded.error.phase { message += " (phase: \(phase))" }
-            return CLIFailure(exitCode: code, message: message, code: decoded.error.code)
+            let message = "\(decoded.error.message) [\(decoded.error.code)]"
+            return CLIFailure(exitCode: code, message: message, code: decoded.error.code, phase: decoded.error.phase)
         }
         return CLIFailure(exitCode: 1, message: "supervisord answered HTTP \(response.status): \(response.bodyText)")
     }

@@ -14,6 +14,7 @@ struct HistoryCommand: ParsableCommand {
             Examples:
               supervisorctl --name myapp history
               supervisorctl --name myapp history --json | jq '.[-1].phases_ms'
+              supervisorctl --name myapp history --limit 5
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -21,18 +22,36 @@ struct HistoryCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the entries as a JSON array on stdout.")
     var json = false
 
+    @Option(name: .long, help: ArgumentHelp("Show only the newest N entries.", valueName: "n"))
+    var limit: Int?
+
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+    }
+
     func run() throws {
         do {
             let client = ControlClient(socketPath: try connection.socketPath())
             let response = try client.get("/history")
             guard response.status == 200 else { throw ControlClient.failure(from: response) }
             if json {
-                print(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))
+                guard let limit else {
+                    print(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))
+                    return
+                }
+                // The newest `limit` entries, each exactly as the daemon wrote it.
+                guard let all = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [Any],
+                    let data = try? JSONSerialization.data(withJSONObject: Array(all.suffix(limit)), options: [.sortedKeys, .withoutEscapingSlashes])
+                else {
+                    throw CLIFailure(exitCode: 1, message: "supervisord answered something that is not a history: \(response.bodyText)")
+                }
+                print(String(decoding: data, as: UTF8.self))
                 return
             }
-            guard let entries = try? JSONDecoder().decode([HistoryEntry].self, from: Data(response.body)) else {
+            guard var entries = try? JSONDecoder().decode([HistoryEntry].self, from: Data(response.body)) else {
                 throw CLIFailure(exitCode: 1, message: "supervisord answered something that is not a history: \(response.bodyText)")
             }
+            if let limit { entries = Array(entries.suffix(limit)) }
             if entries.isEmpty {
                 print("no swaps or rollbacks yet")
                 return
@@ -48,7 +67,8 @@ struct HistoryCommand: ParsableCommand {
                 print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  "))
             }
         } catch let failure as CLIFailure {
-            FileHandle.standardError.write(Data("supervisorctl: \(failure.message)\n".utf8))
+            if json { failure.printJSON() }
+            FileHandle.standardError.write(Data("supervisorctl: \(UntrustedText.escapedLines(failure.message))\n".utf8))
             throw ExitCode(failure.exitCode)
         }
     }

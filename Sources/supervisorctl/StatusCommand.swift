@@ -10,6 +10,11 @@ struct StatusCommand: ParsableCommand {
         commandName: "status",
         abstract: "Show the running version, pid, port, restarts.",
         discussion: """
+            Exit code 0 when the app serves (running, or a swap or rollback in
+            progress while the old instance serves); 1 when it does not
+            (starting, restarting after a crash, in backoff, stopped): the
+            status is printed either way; 3 when supervisord is unreachable.
+
             Examples:
               supervisorctl --name myapp status
               supervisorctl --socket /run/supervisor/myapp.sock status --json | jq .pid
@@ -25,18 +30,28 @@ struct StatusCommand: ParsableCommand {
             let client = ControlClient(socketPath: try connection.socketPath())
             let response = try client.get("/status")
             guard response.status == 200 else { throw ControlClient.failure(from: response) }
-            if json {
-                print(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))
-                return
-            }
             guard let report = try? JSONDecoder().decode(StatusReport.self, from: Data(response.body)) else {
                 throw CLIFailure(exitCode: 1, message: "supervisord answered something that is not a status: \(response.bodyText)")
             }
-            print(StatusView.render(report))
+            if json {
+                print(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))
+            } else {
+                print(StatusView.render(report))
+            }
+            if !Self.serves(phase: report.phase) { throw ExitCode(1) }
         } catch let failure as CLIFailure {
-            FileHandle.standardError.write(Data("supervisorctl: \(failure.message)\n".utf8))
+            if json { failure.printJSON() }
+            FileHandle.standardError.write(Data("supervisorctl: \(UntrustedText.escapedLines(failure.message))\n".utf8))
             throw ExitCode(failure.exitCode)
         }
+    }
+}
+
+extension StatusCommand {
+    /// Whether a status phase means the app serves: running, or an operation
+    /// in progress (`swap:health` …: the old instance serves until the switch).
+    static func serves(phase: String) -> Bool {
+        phase == "running" || phase.contains(":")
     }
 }
 

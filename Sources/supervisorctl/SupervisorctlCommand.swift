@@ -1,4 +1,5 @@
 import ArgumentParser
+import SupervisorCore
 import CommandLineSupport
 
 @main
@@ -18,6 +19,7 @@ struct SupervisorctlCommand: AsyncParsableCommand {
             still serving); 2 command-line error; 3 daemon unreachable;
             4 another swap in progress.
             """,
+        version: SupervisorVersion.current,
         subcommands: [StatusCommand.self, SwapCommand.self, RollbackCommand.self, HistoryCommand.self])
 
     @OptionGroup var connection: ConnectionOptions

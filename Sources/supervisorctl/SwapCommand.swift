@@ -128,15 +128,14 @@ enum SwapStreamPrinter {
             if result.ok {
                 stderr(summary(result, terminal: terminal))
             } else {
-                stderr(failure(result, terminal: terminal))
+                stderr(failure(result, terminal: terminal, service: service(connection)))
                 throw ExitCode(1)
             }
         } catch let failure as CLIFailure {
-            stderr("supervisorctl: \(failure.message)")
-            if failure.exitCode == 1 {
-                stderr("The previous version is still serving.")
-                if let code = failure.code { stderr("Next: \(hint(for: code))") }
-            }
+            if json { failure.printJSON() }
+            stderr("supervisorctl: \(UntrustedText.escapedLines(failure.message))")
+            if failure.previousVersionKnownToServe { stderr("Nothing was changed: the previous version is still serving.") }
+            if failure.exitCode == 1, let code = failure.code { stderr("Next: \(hint(for: code, service: service(connection)))") }
             throw ExitCode(failure.exitCode)
         }
     }
@@ -150,7 +149,12 @@ enum SwapStreamPrinter {
         return "\(mark) \(result.action.rawValue) done in \(result.totalMS) ms: now serving \(to) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-"))\n  phases (ms): \(phases)"
     }
 
-    static func failure(_ result: SwapResult, terminal: Bool) -> String {
+    /// The service's name for commands in hints (`journalctl -u supervisor@NAME`).
+    static func service(_ connection: ConnectionOptions) -> String {
+        connection.name ?? (try? connection.socketPath()).map { serviceName(socketPath: $0) } ?? "NAME"
+    }
+
+    static func failure(_ result: SwapResult, terminal: Bool, service: String) -> String {
         let mark = terminal ? "\u{1B}[31m✗\u{1B}[0m" : "failed:"
         let error = result.error
         var lines = ["\(mark) \(result.action.rawValue) failed in phase \(result.failedPhase?.rawValue ?? "?"): \(UntrustedText.escapedLines(error?.message ?? "unknown error")) [\(error?.code.rawValue ?? "?")]"]
@@ -158,10 +162,10 @@ enum SwapStreamPrinter {
             lines.append("  The new version is serving (pid \(result.pid.map(String.init) ?? "-")), but the binary files were not committed; check the binary's directory.")
         } else if error?.code == .switchBackFailed {
             lines.append("  The previous version \(describe(result.from)) is running and supervised (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-")), but the proxy may not route to it.")
-            lines.append("  Next: \(hint(for: error?.code))")
+            lines.append("  Next: \(hint(for: error?.code, service: service))")
         } else {
             lines.append("  The previous version is still serving: \(describe(result.from)) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-")).")
-            lines.append("  Next: \(hint(for: error?.code))")
+            lines.append("  Next: \(hint(for: error?.code, service: service))")
         }
         return lines.joined(separator: "\n")
     }
@@ -172,7 +176,7 @@ enum SwapStreamPrinter {
         return sha
     }
 
-    static func hint(for code: SwapError.Code?) -> String {
+    static func hint(for code: SwapError.Code?, service: String) -> String {
         switch code {
         case .binaryNotFound?, .binaryNotRegular?, .binaryNotExecutable?, .binaryEmpty?:
             return "check the path you gave (ls -l it); it must be an executable file."
@@ -183,7 +187,7 @@ enum SwapStreamPrinter {
         case .stagedBinaryReplaced?:
             return "something else wrote the binary's directory during the swap; make it writable by root only (supervisord --check warns), then swap again."
         case .appExited?, .healthTimeout?:
-            return "read the new binary's output in the service log (journalctl -u supervisor@NAME), fix it, and swap again."
+            return "read the new binary's output in the service log (journalctl -u supervisor@\(service)), fix it, and swap again."
         case .portInUse?:
             return "find what holds the side port (ss -ltnp) and stop it, or change [app] ports."
         case .preflightFailed?:
@@ -201,9 +205,9 @@ enum SwapStreamPrinter {
         case .notRunning?:
             return "supervisorctl status and the service log say why the app is down; if the live binary is the problem: supervisorctl rollback --emergency --config FILE."
         case .shuttingDown?:
-            return "supervisord is stopping; ask again once the service is back (systemctl status supervisor@NAME)."
+            return "supervisord is stopping; ask again once the service is back (systemctl status supervisor@\(service))."
         case .switchBackFailed?:
-            return "fix the proxy (the message says what failed), then `systemctl restart supervisor@NAME`: the restarted supervisor keeps the running app and points the proxy at it."
+            return "fix the proxy (the message says what failed), then `systemctl kill --kill-whom=main --signal=SIGKILL supervisor@\(service)`: systemd starts the supervisor again, which keeps the running app and points the proxy at it (`systemctl restart` would stop the app)."
         case .proxyWriteFailed?, .proxyValidateFailed?, .proxyReloadFailed?, .proxyNotConfirmed?:
             return "check the proxy (is it running? does its config validate?) and its admin endpoint; then swap again."
         default:

@@ -36,7 +36,8 @@ struct SupervisordCommand: AsyncParsableCommand {
             Examples:
               supervisord --config /etc/supervisor/myapp.toml
               supervisord --config /etc/supervisor/myapp.toml --check
-            """)
+            """,
+        version: SupervisorVersion.current)
 
     @Option(name: .long, help: "The service's TOML config file.")
     var config: String

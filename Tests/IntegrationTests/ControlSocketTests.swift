@@ -92,9 +92,12 @@ struct ControlSocketTests {
         let forbidden = try Command.run("/usr/bin/setpriv", asNobody)
         #expect(forbidden.exitCode == 1, "stderr: \(forbidden.stderr)")
         #expect(forbidden.stderr.contains("[forbidden]"), "stderr: \(forbidden.stderr)")
-        #expect(forbidden.stderr.contains("uid 65534"))
-        #expect(forbidden.stdout.isEmpty, "no status leaked to a refused peer")
-        #expect(daemon.log.contains("refused control request from uid 65534"))
+        #expect(forbidden.stderr.contains("user nobody (uid 65534) is not root and no [control] group is configured"), "\(forbidden.stderr)")
+        // --json: one object, the refusal; no status leaked to a refused peer.
+        let refusal = try? JSONSerialization.jsonObject(with: Data(forbidden.stdout.utf8)) as? [String: Any]
+        #expect((refusal?["error"] as? [String: Any])?["code"] as? String == "forbidden", "\(forbidden.stdout)")
+        #expect(refusal?["pid"] == nil && !forbidden.stdout.contains("sha256"), "\(forbidden.stdout)")
+        #expect(daemon.log.contains("refused control request from user nobody (uid 65534)"))
 
         let after = try #require(daemon.status())
         #expect(after["pid"] as? Int == before["pid"] as? Int)

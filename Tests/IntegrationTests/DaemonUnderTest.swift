@@ -100,7 +100,8 @@ final class DaemonUnderTest {
 
     /// Status as JSON, or nil when the daemon does not answer.
     func status() -> [String: Any]? {
-        guard let result = try? ctl(["status", "--json"]), result.exitCode == 0 else { return nil }
+        // Exit 1 is a status too: the app does not serve right now (starting, backoff).
+        guard let result = try? ctl(["status", "--json"]), result.exitCode == 0 || result.exitCode == 1 else { return nil }
         let object = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
         if let pid = object?["pid"] as? Int { appPIDsSeen.insert(Int32(pid)) }
         return object

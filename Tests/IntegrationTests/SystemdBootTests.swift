@@ -55,7 +55,7 @@ final class SupervisorUnderSystemd {
     }
 
     func status() -> [String: Any]? {
-        guard let result = try? ctl(["status", "--json"]), result.exitCode == 0 else { return nil }
+        guard let result = try? ctl(["status", "--json"]), result.exitCode == 0 || result.exitCode == 1 else { return nil }
         return try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
     }
 

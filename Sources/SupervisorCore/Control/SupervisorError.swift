@@ -61,6 +61,40 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
         public static let shuttingDown = Code(rawValue: "shutting_down")
         /// supervisord stopped during the swap; recovery finished or undid it (history only).
         public static let interrupted = Code(rawValue: "interrupted")
+
+        /// Every code above: what docs and tests walk.
+        public static let all: [Code] = [
+            .binaryNotFound,
+            .binaryNotRegular,
+            .binaryNotExecutable,
+            .binaryEmpty,
+            .binaryNotReadable,
+            .binaryPathInvalid,
+            .stagedBinaryReplaced,
+            .stageFailed,
+            .noBackup,
+            .preflightFailed,
+            .hookFailed,
+            .portInUse,
+            .startFailed,
+            .appExited,
+            .healthTimeout,
+            .proxyWriteFailed,
+            .proxyValidateFailed,
+            .proxyReloadFailed,
+            .proxyNotConfirmed,
+            .switchBackFailed,
+            .commitFailed,
+            .badRequest,
+            .notFound,
+            .methodNotAllowed,
+            .forbidden,
+            .busy,
+            .notRunning,
+            .journalFailed,
+            .shuttingDown,
+            .interrupted,
+        ]
     }
 
     public let code: Code

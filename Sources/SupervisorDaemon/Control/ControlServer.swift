@@ -175,9 +175,14 @@ public final class ControlServer: Sendable {
                         guard let requestHead = head else { continue }
                         let response: ControlResponse
                         if !authorized {
-                            let who = connection.peer.map { "uid \($0.uid)" } ?? "an unknown peer"
+                            let who = connection.peer.map { peer in
+                                UserDatabase.userName(uid: peer.uid).map { "user \($0) (uid \(peer.uid))" } ?? "uid \(peer.uid)"
+                            } ?? "an unknown peer"
+                            let group = groupID.map { gid in
+                                "does not hold the control group \(UserDatabase.groupName(gid: gid).map { "\($0) (gid \(gid))" } ?? "gid \(gid)")"
+                            } ?? "no [control] group is configured, so only root may use this socket"
                             logger.warning("refused control request from \(who)", metadata: ["path": "\(requestHead.uri)"])
-                            response = .error(ControlError(.forbidden, "\(who) is not root and not in the control group \(groupID.map { "(gid \($0))" } ?? "(none configured: root only)")"))
+                            response = .error(ControlError(.forbidden, "\(who) is not root and \(group)"))
                         } else if tooLarge {
                             response = .error(ControlError(.badRequest, "request body larger than \(Self.maximumBodyBytes) bytes"))
                         } else {

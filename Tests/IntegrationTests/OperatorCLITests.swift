@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// What scripts and operators rely on from supervisorctl: one JSON object on
+/// stdout for every exit code, `status` telling a serving app from one that
+/// is not, `history --limit`.
+@Suite(.timeLimit(.minutes(5)))
+struct OperatorCLITests {
+    static func object(_ text: String) -> [String: Any]? {
+        try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+    }
+
+    @Test func jsonGivesOneObjectForEveryExitCode() throws {
+        // Exit 3: no daemon.
+        let nowhere = TemporaryDirectory().file("none.sock")
+        for command in [["swap", "/bin/true", "--json"], ["rollback", "--json"], ["status", "--json"], ["history", "--json"]] {
+            let result = try Command.run(Binaries.supervisorctl, ["--socket", nowhere] + command)
+            #expect(result.exitCode == 3, "\(command): \(result.stderr)")
+            let json = Self.object(result.stdout)
+            #expect(json?["ok"] as? Bool == false, "\(command): \(result.stdout)")
+            #expect((json?["error"] as? [String: Any])?["code"] as? String == "unreachable", "\(command): \(result.stdout)")
+            #expect(json?["exit_code"] as? Int == 3)
+            #expect(result.stderr.contains("systemctl status supervisor@none"), "the real service name, not NAME: \(result.stderr)")
+        }
+
+        let stack = try LocalStack()
+        _ = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+        // Exit 1, refused before anything started.
+        let missing = try stack.daemon.ctl(["swap", stack.work.file("missing"), "--json"])
+        #expect(missing.exitCode == 1)
+        #expect((Self.object(missing.stdout)?["error"] as? [String: Any])?["code"] as? String == "binary_not_found", "\(missing.stdout)")
+
+        // Exit 4: another swap holds the lock (its new version takes 3 s to start).
+        let slow = AppVersions.make("v2", in: stack.work, flags: ["--start-delay-ms", "3000"])
+        let scratch = TemporaryDirectory()
+        let first = try TestProcess(Binaries.supervisorctl, ["--socket", stack.daemon.socket, "swap", slow, "--json"], stdout: scratch.file("out"), stderr: scratch.file("err"))
+        #expect(eventually(timeout: 20, interval: 0.02) { (stack.daemon.status()?["phase"] as? String)?.contains("health") == true })
+        let busy = try stack.daemon.ctl(["swap", slow, "--json"])
+        #expect(busy.exitCode == 4, "\(busy.stderr)")
+        let busyJSON = Self.object(busy.stdout)
+        let busyError = busyJSON?["error"] as? [String: Any]
+        #expect(busyError?["code"] as? String == "busy", "\(busy.stdout)")
+        #expect(busyError?["phase"] as? String == "health", "\(busy.stdout)")
+        #expect(busyJSON?["exit_code"] as? Int == 4)
+        #expect(busy.stderr.components(separatedBy: "phase").count == 2, "the phase is named once: \(busy.stderr)")
+        #expect(!busy.stderr.contains("still serving"), "\(busy.stderr)")
+
+        // Exit 0: the swap's own result.
+        #expect(first.waitForExit(timeout: 60))
+        #expect(first.exitCode == 0)
+        let done = Self.object((try? String(contentsOfFile: scratch.file("out"), encoding: .utf8)) ?? "")
+        #expect(done?["ok"] as? Bool == true)
+
+        // history --limit: the newest entries only, in text and JSON.
+        #expect(try stack.daemon.ctl(["rollback"]).exitCode == 0)
+        let limited = try stack.daemon.ctl(["history", "--limit", "1"])
+        let lines = limited.stdout.split(separator: "\n")
+        #expect(lines.count == 2 && lines[1].contains("rollback"), "\(limited.stdout)")
+        let limitedJSON = try stack.daemon.ctl(["history", "--json", "--limit", "1"])
+        let entries = try? JSONSerialization.jsonObject(with: Data(limitedJSON.stdout.utf8)) as? [[String: Any]]
+        #expect(entries?.count == 1 && entries?.first?["action"] as? String == "rollback", "\(limitedJSON.stdout)")
+        #expect(try stack.daemon.ctl(["history", "--limit", "0"]).exitCode == 2)
+    }
+
+    @Test func statusExitsOneWhileTheAppDoesNotServe() throws {
+        let stack = try LocalStack(start: false) { options in
+            options.startTimeout = "2s"
+        }
+        // The live binary exits right after it starts: a crash loop.
+        try FileManager.default.removeItem(atPath: stack.live)
+        try FileManager.default.copyItem(atPath: AppVersions.make("crashing", in: stack.work, flags: ["--crash-after-ms", "1"]), toPath: stack.live)
+        try stack.daemon.start()
+        var last: CommandResult?
+        #expect(eventually(timeout: 20) {
+            last = try? stack.daemon.ctl(["status", "--json"])
+            return (Self.object(last?.stdout ?? "")?["restarts"] as? Int ?? 0) > 0
+        }, "\(stack.daemon.log.suffix(2000))")
+        #expect(last?.exitCode == 1, "\(last?.stdout ?? "")")
+        #expect(Self.object(last?.stdout ?? "")?["phase"] as? String != "running")
+        let human = try stack.daemon.ctl(["status"])
+        #expect(human.exitCode == 1)
+        #expect(human.stdout.contains("phase"), "the status is printed all the same: \(human.stdout)")
+    }
+}
