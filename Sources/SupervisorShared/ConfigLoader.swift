@@ -51,6 +51,19 @@ public enum ConfigLoader {
                 problems.append(.init(key: "app.working_directory", message: "\(directory) is not a directory"))
             }
         }
+        if [.caddy, .nginx].contains(config.proxy.kind), let proxyConfig = config.proxy.config {
+            if stat(proxyConfig, &info) != 0 {
+                problems.append(.init(key: "proxy.config", message: "\(proxyConfig): \(String(cString: strerror(errno))); the proxy validates and loads this file on every swap"))
+            } else if (info.st_mode & S_IFMT) != S_IFREG {
+                problems.append(.init(key: "proxy.config", message: "\(proxyConfig) is not a regular file"))
+            }
+        }
+        if let upstream = config.proxy.upstreamFile {
+            let directory = AtomicFile.directoryName(upstream)
+            if stat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR {
+                problems.append(.init(key: "proxy.upstream_file", message: "the directory \(directory) does not exist; supervisord writes the file \(upstream) but never creates its directory (a typo would go unnoticed): create it, or fix the path"))
+            }
+        }
         if let group = config.control.group, UserDatabase.groupID(named: group) == nil {
             problems.append(.init(key: "control.group", message: "no group named \"\(group)\" on this host"))
         }

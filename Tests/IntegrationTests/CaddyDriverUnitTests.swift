@@ -49,6 +49,10 @@ import Testing
     @Test func upstreamFileWritesAndRestores() throws {
         let scratch = TemporaryDirectory()
         let file = UpstreamFile(path: scratch.file("sub/upstream"), template: "to 127.0.0.1:{port}")
+        // A directory that does not exist is not created (a mistyped path must not pass).
+        #expect(throws: SwapError.self) { try file.write(port: 8081) }
+        #expect(!FileManager.default.fileExists(atPath: scratch.file("sub")))
+        try FileManager.default.createDirectory(atPath: scratch.file("sub"), withIntermediateDirectories: false)
         try file.write(port: 8081)
         #expect(file.routes(to: 8081))
         let before = file.current()

@@ -110,7 +110,7 @@ struct ConfigCheckTests {
 
         let fine = try check(app: "user = \"nobody\"", socket: directory.file("c.sock"))
         #expect(fine.exitCode == 0, "\(fine.stderr)")
-        #expect(!fine.stdout.contains("warning"), "\(fine.stdout)")
+        #expect(!fine.stdout.contains("warning: app."), "\(fine.stdout)")
 
         // A socket directory others can write: refused by --check and at start.
         let open = directory.file("open")
@@ -143,5 +143,42 @@ struct ConfigCheckTests {
         let warned = try Command.run(Binaries.supervisord, ["--config", config, "--check"])
         #expect(warned.exitCode == 0)
         #expect(warned.stdout.contains("warning: app.binary: \(shared) is writable by others"), "\(warned.stdout)")
+    }
+
+    @Test func proxyPathsMustExistAndAProxylessPortSwapIsAWarning() throws {
+        let directory = TemporaryDirectory()
+        let app = directory.write("app", "#!/bin/sh\n", mode: 0o755)
+        let caddyfile = directory.write("Caddyfile", ":80\n")
+        func check(_ proxy: String) throws -> CommandResult {
+            let config = directory.write(
+                "c.toml",
+                """
+                name = "x"
+                [app]
+                binary = "\(app)"
+                ports = [8081, 8082]
+                user = "nobody"
+                \(proxy)
+                [control]
+                socket = "\(directory.file("c.sock"))"
+                """)
+            return try Command.run(Binaries.supervisord, ["--config", config, "--check"])
+        }
+        let typo = try check("[proxy]\nkind = \"caddy\"\nconfig = \"\(directory.file("Cadyfile"))\"\nupstream_file = \"\(directory.file("upstream"))\"")
+        #expect(typo.exitCode == 2)
+        #expect(typo.stderr.contains("proxy.config: \(directory.file("Cadyfile")): No such file or directory"), "\(typo.stderr)")
+
+        let missingDirectory = try check("[proxy]\nkind = \"caddy\"\nconfig = \"\(caddyfile)\"\nupstream_file = \"\(directory.file("upstreams/app"))\"")
+        #expect(missingDirectory.exitCode == 2)
+        #expect(missingDirectory.stderr.contains("proxy.upstream_file: the directory \(directory.file("upstreams")) does not exist"), "\(missingDirectory.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.file("upstreams")), "--check created the directory")
+
+        let fine = try check("[proxy]\nkind = \"caddy\"\nconfig = \"\(caddyfile)\"\nupstream_file = \"\(directory.file("upstream"))\"")
+        #expect(fine.exitCode == 0, "\(fine.stderr)")
+        #expect(!fine.stdout.contains("warning"), "\(fine.stdout)")
+
+        let proxyless = try check("")
+        #expect(proxyless.exitCode == 0)
+        #expect(proxyless.stdout.contains("warning: proxy.kind: \"none\" without [app] listen"), "\(proxyless.stdout)")
     }
 }

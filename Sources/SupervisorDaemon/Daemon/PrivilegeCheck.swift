@@ -4,7 +4,8 @@ import Glibc
 import SupervisorCore
 import SupervisorShared
 
-/// What `--check` and the daemon's start say about rights: users and groups
+/// What `--check` and the daemon's start say about rights (and wiring that
+/// loses traffic, as a warning): users and groups
 /// that must exist and a control socket directory only root can change are
 /// problems (the daemon refuses to start, exit 2); an app that runs as root
 /// and a binary directory others can write are warnings.
@@ -26,6 +27,9 @@ public struct PrivilegeCheck: Sendable {
         }
         if !socketFromSystemd, let problem = SocketDirectory.problem(socketPath: config.control.socket) {
             problems.append("control.socket: \(problem)")
+        }
+        if config.proxy.kind == .none && config.app.listen.isEmpty {
+            warnings.append("proxy.kind: \"none\" without [app] listen: every swap moves the app to the other port of \(config.app.ports.map(String.init).joined(separator: "/")) and nothing follows it, so whatever sends traffic to the old port gets errors; set a [proxy] table, or [app] listen for socket handoff")
         }
         let directory = AtomicFile.directoryName(config.app.binary)
         var info = stat()

@@ -24,7 +24,7 @@ public struct UpstreamFile: Sendable {
 
     public func write(port: Int) throws(SwapError) {
         do {
-            try AtomicFile.makeDirectories(AtomicFile.directoryName(path))
+            // Its directory is the operator's: never created here (--check says when it is missing).
             try AtomicFile.write(render(port: port), to: path)
         } catch {
             throw SwapError(.proxyWriteFailed, "cannot write the upstream file: \(error.description)")
