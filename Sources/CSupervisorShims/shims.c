@@ -545,3 +545,24 @@ int csup_open_as(const char *path, const struct csup_credentials *credentials, i
     *error_out = 0;
     return fd;
 }
+
+static char *interrupt_message = NULL;
+static size_t interrupt_length = 0;
+
+static void say_and_exit(int sig) {
+    (void)sig;
+    if (interrupt_message != NULL) (void)!write(2, interrupt_message, interrupt_length);
+    _exit(130);
+}
+
+void csup_on_interrupt_say(const char *message) {
+    char *copy = strdup(message);
+    if (copy == NULL) return;
+    interrupt_length = strlen(copy);
+    interrupt_message = copy;
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = say_and_exit;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+}

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SupervisorCore
 import SupervisorShared
+import SystemBindings
 
 struct SwapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -106,6 +107,10 @@ enum SwapStreamPrinter {
             var lastElapsed: Int64 = 0
             let decoder = JSONDecoder()
             stderr(terminal ? "\u{1B}[1m\(title)\u{1B}[0m" : title)
+            let follow = connection.name.map { "--name \($0)" } ?? "--socket \(client.socketPath)"
+            InterruptNotice.say(
+                "\nsupervisorctl: interrupted; the \(endpoint.dropFirst()) goes on in supervisord, which finishes or undoes it on its own."
+                    + " Follow it with `supervisorctl \(follow) status` and `supervisorctl \(follow) history --limit 1`.\n")
             let response = try client.postStreaming(endpoint, body: body) { line in
                 guard !line.isEmpty else { return }
                 let data = Data(line.utf8)

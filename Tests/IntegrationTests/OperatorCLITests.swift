@@ -84,4 +84,21 @@ struct OperatorCLITests {
         #expect(human.exitCode == 1)
         #expect(human.stdout.contains("phase"), "the status is printed all the same: \(human.stdout)")
     }
+
+    @Test func ctrlCDuringASwapSaysTheSwapGoesOn() throws {
+        let stack = try LocalStack()
+        _ = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+        let slow = AppVersions.make("v2", in: stack.work, flags: ["--start-delay-ms", "2000"])
+        let scratch = TemporaryDirectory()
+        let cli = try TestProcess(Binaries.supervisorctl, ["--socket", stack.daemon.socket, "swap", slow], stdout: scratch.file("out"), stderr: scratch.file("err"))
+        #expect(eventually(timeout: 20, interval: 0.02) { (stack.daemon.status()?["phase"] as? String)?.contains("health") == true })
+        cli.signal(SIGINT)
+        #expect(cli.waitForExit(timeout: 10))
+        #expect(cli.exitCode == 130)
+        let said = (try? String(contentsOfFile: scratch.file("err"), encoding: .utf8)) ?? ""
+        #expect(said.contains("interrupted; the swap goes on in supervisord"), "\(said)")
+        #expect(said.contains("status") && said.contains("history --limit 1"), "\(said)")
+        // It did go on.
+        #expect(eventually(timeout: 30) { stack.daemon.status()?["version"] as? String == "v2" }, "\(stack.daemon.log.suffix(2000))")
+    }
 }

@@ -107,4 +107,8 @@ int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_m
    many there are, or -1 with errno. */
 int csup_tcp_listening_inodes(uint16_t port, uint32_t *inodes, int capacity);
 
+/* From now on SIGINT (Ctrl-C) writes `message` to stderr and exits 130:
+   for a CLI whose work goes on elsewhere (a swap in the daemon). */
+void csup_on_interrupt_say(const char *message);
+
 #endif
