@@ -83,6 +83,17 @@ public enum ProcessTable {
         return (parent, start)
     }
 
+    /// When `pid` started, in seconds since the epoch: the boot time (`btime`
+    /// in /proc/stat) plus its start time in clock ticks.
+    public static func startedAt(pid: Int32) -> Double? {
+        guard let start = stat(of: pid)?.startTime, let text = ProcessIdentity.readText("/proc/stat"),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }),
+            let boot = Double(line.dropFirst("btime ".count))
+        else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return ticks > 0 ? boot + Double(start) / ticks : nil
+    }
+
     /// The live children of `parent`.
     public static func children(of parent: Int32) -> Set<Int32> {
         guard let directory = opendir("/proc") else { return [] }

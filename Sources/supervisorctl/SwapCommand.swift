@@ -32,7 +32,9 @@ struct SwapCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let joined = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        // `/srv/./app//v2` is `/srv/app/v2` (".." is left alone: a symlink can make it mean elsewhere).
+        let absolute = "/" + joined.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
         if let problem = BinaryStager.pathProblem(absolute) {
             // Refused here too, before a byte is sent: nothing of the path reaches a terminal raw.
             SwapStreamPrinter.stderr("supervisorctl: \(problem.message) [\(problem.code)]")

@@ -101,4 +101,21 @@ struct OperatorCLITests {
         // It did go on.
         #expect(eventually(timeout: 30) { stack.daemon.status()?["version"] as? String == "v2" }, "\(stack.daemon.log.suffix(2000))")
     }
+
+    @Test func uptimeCountsFromTheAppsOwnStartAcrossARestartOfTheSupervisor() throws {
+        let daemon = DaemonUnderTest()
+        try daemon.start()
+        let before = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
+        let startedAt = try #require(before["started_at"] as? String)
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(daemon.terminate(SIGKILL) != nil)
+        try daemon.start()
+        let after = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
+        #expect(after["pid"] as? Int == before["pid"] as? Int, "re-adopted")
+        // The same start (to the second it is shown in; /proc counts in clock ticks).
+        let parse = ISO8601DateFormatter()
+        let first = try #require(parse.date(from: startedAt)), second = try #require(parse.date(from: after["started_at"] as? String ?? ""))
+        #expect(abs(first.timeIntervalSince(second)) <= 1, "\(startedAt) then \(after)")
+        #expect((after["uptime_seconds"] as? Double ?? 0) >= 2.5, "\(after)")
+    }
 }

@@ -164,8 +164,11 @@ public actor Supervisor {
         if let pid = adopting, let child = adopted {
             prepared = nil
             process = child
-            processStarted = .now
-            processStartedWall = WallClock.now()
+            // Uptime counts from the app's own start, not from its adoption.
+            let now = WallClock.now()
+            let started = ProcessTable.startedAt(pid: pid).map { min($0, now) } ?? now
+            processStarted = .now - .milliseconds(Int64((now - started) * 1000))
+            processStartedWall = started
             logger.notice("re-adopted the running app (no restart)", metadata: ["pid": "\(pid)", "port": "\(port)"])
             watchExit(of: child)
             handleApp(.adopt(pid: pid, port: port))
