@@ -127,11 +127,32 @@ public struct HTTPRequest: Sendable {
                 _ = ccurl_getinfo_long(handle, CURLINFO_OS_ERRNO, &osErrno)
                 throw HTTPTransportError(
                     kind: kind, curlCode: Int(code.rawValue),
-                    message: detail.isEmpty ? summary : detail, osErrno: Int32(osErrno))
+                    message: Self.plainWords(code, errno: Int32(osErrno), timeout: timeout) ?? (detail.isEmpty ? summary : detail),
+                    osErrno: Int32(osErrno))
             }
             var status: Int = 0
             _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
             return status
+        }
+    }
+
+    /// What happened, in words for an operator rather than libcurl's ("Failed to
+    /// connect to localhost port 80 after 0 ms"); nil: libcurl's own text.
+    static func plainWords(_ code: CURLcode, errno: Int32, timeout: Duration) -> String? {
+        switch code {
+        case CURLE_COULDNT_CONNECT:
+            switch errno {
+            case ECONNREFUSED: return "connection refused (nothing is listening there)"
+            case ENOENT: return "no such socket file"
+            case EACCES, EPERM: return "permission denied"
+            case 0: return "could not connect"
+            default: return "could not connect: \(String(cString: strerror(errno)))"
+            }
+        case CURLE_OPERATION_TIMEDOUT: return "no answer within \(milliseconds(timeout)) ms"
+        case CURLE_GOT_NOTHING: return "the connection closed without an answer"
+        case CURLE_RECV_ERROR: return errno == ECONNRESET ? "the connection was reset" : nil
+        case CURLE_COULDNT_RESOLVE_HOST: return "unknown host name"
+        default: return nil
         }
     }
 

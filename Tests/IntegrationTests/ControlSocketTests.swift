@@ -136,6 +136,7 @@ struct ControlSocketTests {
         let dead = try Command.run(Binaries.supervisorctl, ["--socket", stale, "status"])
         #expect(dead.exitCode == 3, "stderr: \(dead.stderr)")
         #expect(dead.stderr.contains("not reachable"))
+        #expect(dead.stderr.contains("connection refused (nothing is listening there)"), "plain words, not libcurl's: \(dead.stderr)")
     }
 
     @Test func socketChoice() throws {
