@@ -15,7 +15,9 @@
 #   4. The daemon is started again: $SUPERVISOR_RESTART_COMMAND if set, else
 #      [control] emergency_restart from the config (a one-line array of
 #      words without spaces), else `systemctl start supervisor@NAME`. It adopts the running instance and
-#      moves traffic to the restored binary the way a rollback does.
+#      moves traffic to the restored binary the way a rollback does. If that
+#      start fails, the files stay exchanged: exit 5 (past the point of no
+#      return; start the service by hand).
 #
 # Usage: emergency-rollback.sh /etc/supervisor/NAME.toml
 #   Reads `name`, `state_dir`, `[app] binary`, `[control] socket` and
@@ -141,5 +143,6 @@ say "  starting supervisord: $restart"
 if sh -c "$restart"; then
     say "ok: files exchanged and supervisord started; it moves traffic to the restored binary: check with \`supervisorctl --name $name status\` (emergency: ok)"
 else
-    die "the binaries are exchanged, but \`$restart\` failed; start the service by hand (systemctl start supervisor@$name)"
+    say "emergency-rollback: the binaries are exchanged, but \`$restart\` failed; start the service by hand (systemctl start supervisor@$name) [emergency_incomplete]"
+    exit 5
 fi

@@ -87,7 +87,7 @@ public struct EmergencyRollback: Sendable {
             release()
             try await restart(say: say, afterExchange: !undone)
             throw SwapError(
-                .journalFailed,
+                undone ? .journalFailed : .emergencyIncomplete,
                 "cannot write \(journal.emergencyRollbackPath): \(error); " + (undone ? "the files were exchanged back, nothing changed; supervisord was started again" : "and cannot exchange the files back: \(binary) is the restored binary while the rolled-away one still serves"))
         }
         let entry = HistoryEntry(
@@ -192,10 +192,10 @@ public struct EmergencyRollback: Sendable {
                 argv, environment: ProcessEnvironment.current(), timeout: .seconds(120),
                 onOutputLine: { line in say("  | \(line)") })
         } catch {
-            throw SwapError(.startFailed, "\(exchanged)the restart command could not start: \(error.description). Start the service by hand (systemctl start supervisor@\(config.name))")
+            throw SwapError(afterExchange ? .emergencyIncomplete : .startFailed, "\(exchanged)the restart command could not start: \(error.description). Start the service by hand (systemctl start supervisor@\(config.name))")
         }
         guard outcome.succeeded else {
-            throw SwapError(.startFailed, "\(exchanged)`\(argv.joined(separator: " "))` \(outcome.timedOut ? "timed out" : outcome.status.description). Start the service by hand (systemctl start supervisor@\(config.name))")
+            throw SwapError(afterExchange ? .emergencyIncomplete : .startFailed, "\(exchanged)`\(argv.joined(separator: " "))` \(outcome.timedOut ? "timed out" : outcome.status.description). Start the service by hand (systemctl start supervisor@\(config.name))")
         }
     }
 

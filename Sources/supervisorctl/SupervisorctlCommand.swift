@@ -17,7 +17,10 @@ struct SupervisorctlCommand: AsyncParsableCommand {
 
             Exit codes: 0 done; 1 refused or failed (the previous version is
             still serving); 2 command-line error; 3 daemon unreachable;
-            4 another swap in progress.
+            4 another swap in progress; 5 an emergency rollback that failed
+            after exchanging the binaries. `status` exits 1 while the app
+            does not serve. With --json, stdout holds one object for every
+            exit code.
             """,
         version: SupervisorVersion.current,
         subcommands: [StatusCommand.self, SwapCommand.self, RollbackCommand.self, HistoryCommand.self])

@@ -118,4 +118,25 @@ struct OperatorCLITests {
         #expect(abs(first.timeIntervalSince(second)) <= 1, "\(startedAt) then \(after)")
         #expect((after["uptime_seconds"] as? Double ?? 0) >= 2.5, "\(after)")
     }
+
+    /// Past the exchange, exit 1 ("the previous version is still serving")
+    /// would be a lie: a restart that fails then is exit 5.
+    @Test func anEmergencyRollbackThatFailsAfterTheExchangeExitsFive() throws {
+        let stack = try LocalStack { $0.extraControl += "\nemergency_restart = [\"/bin/false\"]" }
+        _ = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+        let v1 = try #require(FileManager.default.contents(atPath: stack.live))
+        #expect(try stack.daemon.ctl(["swap", AppVersions.make("v2", in: stack.work, flags: []), "--json"]).exitCode == 0)
+        #expect(stack.daemon.terminate(SIGKILL) != nil)
+        let result = try Command.run(
+            Binaries.supervisorctl, ["rollback", "--emergency", "--config", stack.daemon.configPath],
+            environment: stack.daemon.daemonEnvironment(), timeout: 60)
+        #expect(result.exitCode == 5, "\(result.stderr)")
+        #expect(result.stderr.contains("[emergency_incomplete]") && result.stderr.contains("the binaries are exchanged"), "\(result.stderr)")
+        #expect(FileManager.default.contents(atPath: stack.live) == v1, "the files stay exchanged: <binary> is the restored v1")
+
+        // The sh twin says the same, with the same exit code (exchanging back to v2).
+        let shell = try Command.run("/bin/sh", [Repository.path("scripts/emergency-rollback.sh"), stack.daemon.configPath], timeout: 60)
+        #expect(shell.exitCode == 5, "\(shell.stderr)")
+        #expect(shell.stderr.contains("[emergency_incomplete]"), "\(shell.stderr)")
+    }
 }

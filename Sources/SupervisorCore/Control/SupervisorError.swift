@@ -61,6 +61,9 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
         public static let shuttingDown = Code(rawValue: "shutting_down")
         /// supervisord stopped during the swap; recovery finished or undid it (history only).
         public static let interrupted = Code(rawValue: "interrupted")
+        /// An emergency rollback that failed after its point of no return: the
+        /// binaries are exchanged, but the restored one is not confirmed serving (exit 5).
+        public static let emergencyIncomplete = Code(rawValue: "emergency_incomplete")
 
         /// Every code above: what docs and tests walk.
         public static let all: [Code] = [
@@ -94,6 +97,7 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
             .journalFailed,
             .shuttingDown,
             .interrupted,
+            .emergencyIncomplete,
         ]
     }
 
