@@ -68,6 +68,9 @@ enum StatusView {
         }
         lines.append(("binary", report.binary))
         lines.append(("sha256", report.sha256 ?? "-"))
+        if let problem = report.problem {
+            lines.append(("problem", UntrustedText.escaped(problem)))
+        }
         if let onDisk = report.binaryOnDiskSHA256 {
             lines.append(("on disk", "\(report.binary) is sha256 \(onDisk.prefix(12)), not what runs (\(report.sha256.map { "sha256 \($0.prefix(12))" } ?? "unknown")); `supervisorctl swap \(report.binary)` applies it"))
         }

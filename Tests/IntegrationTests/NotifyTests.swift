@@ -50,4 +50,35 @@ struct NotifyTests {
         _ = try #require(daemon.waitUntilRunning())
         #expect(daemon.terminate() == 0, "runs and stops fine without systemd")
     }
+
+    /// The app is healthy, but nginx is not running yet, so pointing it at
+    /// the app fails: the unit must not become active. The daemon retries
+    /// with backoff, says why in status, and sends READY=1 once nginx runs.
+    @Test func aFirstStartWhoseProxyUpdateFailsIsNotReadyUntilItWorks() throws {
+        try #require(ProxyKindUnderTest.nginx.isInstalled, "nginx is not installed: run scripts/test.sh, which installs it")
+        let notify = try NotifyListener()
+        let ports = FreePort.pick(2)
+        // The upstream file names the other port, so the first start must rewrite and reload.
+        let nginx = ProxyKindUnderTest.nginx.make(initialUpstreamPort: ports[1])
+        var options = DaemonUnderTest.Options()
+        options.ports = ports
+        options.proxySection = nginx.proxySection(fault: nil)
+        let daemon = DaemonUnderTest(options)
+        try daemon.start(environment: nginx.environment.merging(["NOTIFY_SOCKET": notify.path]) { $1 })
+        var blocked: CommandResult?
+        #expect(eventually(timeout: 20) {
+            blocked = try? daemon.ctl(["status", "--json"])
+            return (OperatorCLITests.object(blocked?.stdout ?? "")?["problem"] as? String)?.contains("proxy: could not point") == true
+        }, "\(daemon.log.suffix(2000))")
+        #expect(blocked?.exitCode == 1, "not serving through the proxy yet: \(blocked?.stdout ?? "")")
+        #expect(OperatorCLITests.object(blocked?.stdout ?? "")?["phase"] as? String == "starting")
+        #expect(eventually(timeout: 10) { daemon.log.contains("first start, try 2:") }, "retried: \(daemon.log.suffix(2000))")
+        #expect(!notify.received.contains { $0.contains("READY=1") }, "READY=1 before the proxy pointed at the app: \(notify.received)")
+
+        try nginx.start()
+        #expect(eventually(timeout: 60) { notify.received.contains { $0.contains("READY=1") } }, "\(daemon.log.suffix(2000))")
+        let running = try #require(daemon.waitUntilRunning())
+        #expect(running["problem"] == nil)
+        #expect(nginx.servedVersion() == "v1", "nginx routes to the app")
+    }
 }

@@ -28,6 +28,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var binaryOnDiskSHA256: String?
     /// An emergency rollback this daemon is finishing or finished since it started.
     public var emergencyRollback: EmergencyRollbackStatus?
+    /// Why the first start is not over although the app is healthy (the proxy
+    /// could not be pointed at it; retried with backoff, READY=1 waits).
+    public var problem: String?
 
     public struct EmergencyRollbackStatus: Codable, Sendable, Equatable {
         public enum State: String, Codable, Sendable {
@@ -107,5 +110,6 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case lastSwap = "last_swap"
         case binaryOnDiskSHA256 = "binary_on_disk_sha256"
         case emergencyRollback = "emergency_rollback"
+        case problem
     }
 }

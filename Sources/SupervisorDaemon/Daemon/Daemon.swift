@@ -74,9 +74,10 @@ public struct Daemon: Sendable {
             do throws(SwapError) {
                 try await driver.ensureUpstream(port: port) { message in logger.info("proxy: \(message)") }
             } catch {
-                logger.error("proxy: could not point \(driver.summary) at port \(port): \(error.message); fix the proxy and restart, or swap")
+                return "proxy: could not point \(driver.summary) at port \(port): \(error.message) [\(error.code)]"
             }
             await recovery.finish()
+            return nil
         }
         let api = ControlAPI(supervisor: supervisor, journal: journal, proxySummary: driver.summary)
         let server: ControlServer

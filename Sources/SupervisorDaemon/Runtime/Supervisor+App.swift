@@ -33,9 +33,19 @@ extension Supervisor {
 
         case .announceReady(let pid, let port):
             logger.info("app is healthy", metadata: ["pid": "\(pid)", "port": "\(port)"])
-            let firstReady = self.firstReady
+            let firstReady = self.firstReady, sleep = effects.sleep
             launchJob {
-                await firstReady(port)
+                // READY=1 only once the proxy routes to the app: a failed update is
+                // tried again with backoff (1 s doubling to 30 s), each try logged.
+                var delay: Duration = .seconds(1)
+                var attempt = 1
+                while let problem = await firstReady(port) {
+                    await self.firstStartBlocked(problem, attempt: attempt, retryIn: delay)
+                    await sleep(delay)
+                    if Task.isCancelled { return }
+                    delay = min(delay * 2, .seconds(30))
+                    attempt += 1
+                }
                 await self.completeFirstReady(pid: pid, port: port)
             }
 
@@ -86,7 +96,14 @@ extension Supervisor {
         }
     }
 
+    private func firstStartBlocked(_ problem: String, attempt: Int, retryIn delay: Duration) {
+        startProblem = problem
+        logger.error("first start, try \(attempt): \(problem); not ready (READY=1 waits), trying again in \(delay.humanReadable)")
+        notifier.status("starting: \(problem)")
+    }
+
     private func completeFirstReady(pid: Int32, port: Int) {
+        startProblem = nil
         // Recovery is over (firstReady finished it): no swap is in progress,
         // none could start before this (requests waited for it).
         journalState.swap = nil

@@ -27,8 +27,9 @@ public actor Supervisor {
     let effects: SupervisorEffects
     let journalWriter: JournalWriter
     /// First start only, once the app is healthy and before READY=1: the
-    /// daemon points the proxy at it and finishes recovery here.
-    let firstReady: @Sendable (_ port: Int) async -> Void
+    /// daemon points the proxy at it and finishes recovery here. Nil when
+    /// done; else what failed (tried again with backoff; READY=1 waits).
+    let firstReady: @Sendable (_ port: Int) async -> String?
 
     typealias Job = @Sendable () async -> Void
     private let jobs: AsyncStream<Job>
@@ -43,6 +44,8 @@ public actor Supervisor {
     /// How the supervised instance was started (nil for an adopted one).
     var prepared: AppLaunch.Prepared?
     var processStarted: ContinuousClock.Instant?
+    /// What keeps the first start from finishing (the proxy update failed), for status.
+    var startProblem: String?
     var processStartedWall: Double?
     /// What the supervised instance runs.
     var serving = BinaryIdentity(sha256: nil, version: nil)
@@ -85,7 +88,7 @@ public actor Supervisor {
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), metrics: SupervisorMetrics = SupervisorMetrics(),
         journal: StateJournal, initialState: JournalState?, launch: AppLaunch? = nil, driver: (any ProxyDriver)? = nil,
         effects: SupervisorEffects? = nil, emergency: EmergencyRollbackRecord? = nil,
-        firstReady: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+        firstReady: @escaping @Sendable (_ port: Int) async -> String? = { _ in nil }
     ) {
         self.emergency = emergency
         emergencyStatus = emergency.map { .init(id: $0.id, state: .pending) }
@@ -220,6 +223,7 @@ public actor Supervisor {
             report.phase = "starting"
         }
         report.state = report.phase
+        report.problem = firstStartDone ? nil : startProblem
         report.backup = backup
         report.emergencyRollback = emergencyStatus
         return report
