@@ -107,6 +107,20 @@ extension UnderLoad {
             try #require(kind.isInstalled, "\(kind.rawValue) is not installed: run scripts/test.sh, which installs it")
             let expectedCode = try #require(kind.faults[fault])
             let stack = try ProxyStack(kind, fault: fault)
+            if kind.faultBlocksFirstStart(fault) {
+                // The fault is in the daemon's own proxy settings, so already its first
+                // start cannot point (or confirm) the proxy: it never claims to be ready,
+                // says why, and the app keeps serving through the proxy as it was.
+                var status: [String: Any]?
+                #expect(eventually(timeout: 30) {
+                    status = stack.daemon.status()
+                    return (status?["problem"] as? String)?.contains("[\(expectedCode)]") == true
+                }, "log:\n\(stack.daemon.log.suffix(3000))")
+                #expect(status?["phase"] as? String == "starting", "\(status ?? [:])")
+                #expect(eventually(timeout: 10) { stack.daemon.log.contains("first start, try 2:") }, "retried")
+                #expect(stack.serves("v1"))
+                return
+            }
             let before = try #require(stack.daemon.waitUntilRunning(), "log:\n\(stack.daemon.log)")
             #expect(stack.serves("v1"))
             let v1Bytes = stack.bytes(stack.live)

@@ -63,6 +63,18 @@ enum ProxyKindUnderTest: String, CaseIterable, CustomTestStringConvertible {
         }
     }
 
+    /// Faults in the daemon's own proxy settings that already stop its first
+    /// start from pointing the proxy at the app (so it is never ready), not
+    /// only a later swap: Caddy's admin API unreachable, an @id it lacks.
+    /// nginx's first start needs no reload when the upstream already routes.
+    func faultBlocksFirstStart(_ fault: ProxyFault) -> Bool {
+        switch self {
+        case .caddy: fault == .unreachable
+        case .caddyAPI: fault == .unreachable || fault == .unknownUpstreamID
+        case .nginx: false
+        }
+    }
+
     /// Every (proxy, fault) pair that applies.
     static var faultCases: [(ProxyKindUnderTest, ProxyFault)] {
         allCases.flatMap { kind in ProxyFault.allCases.filter { kind.faults[$0] != nil }.map { (kind, $0) } }
