@@ -84,18 +84,7 @@ struct ConfigCheckTests {
         let directory = TemporaryDirectory()
         let app = directory.write("app", "#!/bin/sh\n", mode: 0o755)
         func check(app extra: String, socket: String) throws -> CommandResult {
-            let config = directory.write(
-                "c.toml",
-                """
-                name = "x"
-                [app]
-                binary = "\(app)"
-                ports = [8081, 8082]
-                \(extra)
-                [control]
-                socket = "\(socket)"
-                """)
-            return try Command.run(Binaries.supervisord, ["--config", config, "--check"])
+            try Self.check(in: directory, binary: app, app: extra, socket: socket)
         }
         let asRoot = try check(app: "", socket: directory.file("c.sock"))
         #expect(asRoot.exitCode == 0, "\(asRoot.stderr)")
@@ -150,19 +139,7 @@ struct ConfigCheckTests {
         let app = directory.write("app", "#!/bin/sh\n", mode: 0o755)
         let caddyfile = directory.write("Caddyfile", ":80\n")
         func check(_ proxy: String) throws -> CommandResult {
-            let config = directory.write(
-                "c.toml",
-                """
-                name = "x"
-                [app]
-                binary = "\(app)"
-                ports = [8081, 8082]
-                user = "nobody"
-                \(proxy)
-                [control]
-                socket = "\(directory.file("c.sock"))"
-                """)
-            return try Command.run(Binaries.supervisord, ["--config", config, "--check"])
+            try Self.check(in: directory, binary: app, app: "user = \"nobody\"\n\(proxy)", socket: directory.file("c.sock"))
         }
         let typo = try check("[proxy]\nkind = \"caddy\"\nconfig = \"\(directory.file("Cadyfile"))\"\nupstream_file = \"\(directory.file("upstream"))\"")
         #expect(typo.exitCode == 2)
@@ -180,5 +157,22 @@ struct ConfigCheckTests {
         let proxyless = try check("")
         #expect(proxyless.exitCode == 0)
         #expect(proxyless.stdout.contains("warning: proxy.kind: \"none\" without [app] listen"), "\(proxyless.stdout)")
+    }
+
+    /// `supervisord --check` on a small config: `app` lines (and any tables
+    /// after them) under [app], then the control socket.
+    static func check(in directory: TemporaryDirectory, binary: String, app: String, socket: String) throws -> CommandResult {
+        let config = directory.write(
+            "c.toml",
+            """
+            name = "x"
+            [app]
+            binary = "\(binary)"
+            ports = [8081, 8082]
+            \(app)
+            [control]
+            socket = "\(socket)"
+            """)
+        return try Command.run(Binaries.supervisord, ["--config", config, "--check"])
     }
 }
