@@ -404,7 +404,8 @@ class Supervisor:
             result = self.ctl(["status", "--json"])
         except subprocess.TimeoutExpired:
             return None
-        return json.loads(result.stdout) if result.returncode == 0 else None
+        # Exit 1 is a status too: the app does not serve right now.
+        return json.loads(result.stdout) if result.returncode in (0, 1) and result.stdout.strip() else None
 
     def run(self, args):
         result = self.ctl(args + ["--json"])
