@@ -116,23 +116,33 @@ to=$(sha256sum "$backup" | cut -d' ' -f1)
 temp="$binary.emergency.$$"
 ln -f "$binary" "$temp"
 mv -f "$backup" "$binary"
-mv -f "$temp" "$backup"
+# Past this point "nothing changed" no longer holds: any failure is exit 5
+# (emergency_incomplete), and the daemon is still started.
+incomplete() {
+    say "emergency-rollback: $* [emergency_incomplete]"
+    exec 9>&-
+    sh -c "$restart" || say "  \`$restart\` failed too; start the service by hand (systemctl start supervisor@$name)"
+    exit 5
+}
+mv -f "$temp" "$backup" || incomplete "$binary is the restored binary, but the one it replaced could not be moved to $backup (it is $temp)"
 say "  exchanged $binary and $backup: the previous binary (sha256 $(printf %.12s "$to")) is $binary, the one it replaced is kept as $backup"
 
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 id="emergency-$(date +%s)-$$"
 uid=$(id -u)
-mkdir -p "$state_dir"
+mkdir -p "$state_dir" || incomplete "the binaries are exchanged, but $state_dir cannot be created to record it"
 record="$state_dir/emergency-rollback.json"
 if ! { printf '{"id":"%s","time":"%s","caller_uid":%s,"from_sha256":"%s","to_sha256":"%s"}\n' \
         "$id" "$now" "$uid" "$from" "$to" > "$record.tmp.$$" && mv -f "$record.tmp.$$" "$record"; }; then
     # Without the record the started daemon would keep the rolled-away version serving while
     # the files say otherwise: put the files back as they were, and start the daemon anyway.
     rm -f "$record.tmp.$$"
-    ln -f "$binary" "$temp" && mv -f "$backup" "$binary" && mv -f "$temp" "$backup" || say "  cannot exchange the files back"
-    exec 9>&-
-    sh -c "$restart" || true
-    die "cannot write $record; the files were exchanged back and supervisord started again: nothing changed"
+    if ln -f "$binary" "$temp" && mv -f "$backup" "$binary" && mv -f "$temp" "$backup"; then
+        exec 9>&-
+        sh -c "$restart" || true
+        die "cannot write $record; the files were exchanged back and supervisord started again: nothing changed"
+    fi
+    incomplete "cannot write $record, and cannot exchange the files back: $binary is the restored binary while the rolled-away one still serves"
 fi
 printf '{"id":"%s","time":"%s","action":"emergency-rollback","caller_uid":%s,"from":{"sha256":"%s"},"to":{"sha256":"%s"},"result":"ok","phases_ms":{},"total_ms":0}\n' \
     "$id" "$now" "$uid" "$from" "$to" >> "$state_dir/history.jsonl" || say "  warning: could not append to $state_dir/history.jsonl"

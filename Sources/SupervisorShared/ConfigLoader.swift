@@ -58,7 +58,7 @@ public enum ConfigLoader {
                 problems.append(.init(key: "proxy.config", message: "\(proxyConfig) is not a regular file"))
             }
         }
-        if let upstream = config.proxy.upstreamFile {
+        if [.caddy, .nginx].contains(config.proxy.kind), let upstream = config.proxy.upstreamFile {
             let directory = AtomicFile.directoryName(upstream)
             if stat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR {
                 problems.append(.init(key: "proxy.upstream_file", message: "the directory \(directory) does not exist; supervisord writes the file \(upstream) but never creates its directory (a typo would go unnoticed): create it, or fix the path"))

@@ -148,7 +148,7 @@ public struct HTTPRequest: Sendable {
             case 0: return "could not connect"
             default: return "could not connect: \(String(cString: strerror(errno)))"
             }
-        case CURLE_OPERATION_TIMEDOUT: return "no answer within \(milliseconds(timeout)) ms"
+        case CURLE_OPERATION_TIMEDOUT: return "no answer in time (at most \(milliseconds(timeout)) ms allowed)"
         case CURLE_GOT_NOTHING: return "the connection closed without an answer"
         case CURLE_RECV_ERROR: return errno == ECONNRESET ? "the connection was reset" : nil
         case CURLE_COULDNT_RESOLVE_HOST: return "unknown host name"

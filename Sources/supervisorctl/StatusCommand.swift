@@ -51,7 +51,8 @@ extension StatusCommand {
     /// Whether a status phase means the app serves: running, or an operation
     /// in progress (`swap:health` …: the old instance serves until the switch).
     static func serves(phase: String) -> Bool {
-        phase == "running" || phase.contains(":")
+        // `swap:waiting`: a request waits for the app to start; nothing serves yet.
+        phase == "running" || (phase.contains(":") && !phase.hasSuffix(":waiting"))
     }
 }
 

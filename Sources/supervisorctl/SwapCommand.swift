@@ -37,6 +37,7 @@ struct SwapCommand: ParsableCommand {
         let absolute = "/" + joined.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
         if let problem = BinaryStager.pathProblem(absolute) {
             // Refused here too, before a byte is sent: nothing of the path reaches a terminal raw.
+            if json { CLIFailure(exitCode: 1, message: problem.message, code: problem.code).printJSON() }
             SwapStreamPrinter.stderr("supervisorctl: \(problem.message) [\(problem.code)]")
             SwapStreamPrinter.stderr("Nothing was sent to supervisord; the running version is untouched.")
             throw ExitCode(1)
@@ -62,7 +63,9 @@ struct RollbackCommand: AsyncParsableCommand {
             systemctl start supervisor@NAME), and waits for the started daemon to
             move traffic from the running instance to the restored binary the way
             a rollback does (no request fails). Exit 0 only once the restored
-            binary is confirmed serving; 1 with what it saw otherwise.
+            binary is confirmed serving; 1 when it refused before exchanging
+            anything; 5 when it failed after the exchange (restart failed, or
+            the restored binary not confirmed serving), with what it saw.
 
             Examples:
               supervisorctl --name myapp rollback
@@ -87,6 +90,9 @@ struct RollbackCommand: AsyncParsableCommand {
         }
         if !emergency && config != nil {
             throw ValidationError("--config is only used with --emergency")
+        }
+        if emergency && json {
+            throw ValidationError("--json is not available with --emergency: it reports in words on stderr, and its exit code (0, 1, 5) says how it ended")
         }
     }
 

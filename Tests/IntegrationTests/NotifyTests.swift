@@ -74,6 +74,7 @@ struct NotifyTests {
         #expect(OperatorCLITests.object(blocked?.stdout ?? "")?["phase"] as? String == "starting")
         #expect(eventually(timeout: 10) { daemon.log.contains("first start, try 2:") }, "retried: \(daemon.log.suffix(2000))")
         #expect(!notify.received.contains { $0.contains("READY=1") }, "READY=1 before the proxy pointed at the app: \(notify.received)")
+        #expect(notify.received.contains { $0.contains("EXTEND_TIMEOUT_USEC=") }, "systemd's start timeout is extended with each try: \(notify.received)")
 
         try nginx.start()
         #expect(eventually(timeout: 60) { notify.received.contains { $0.contains("READY=1") } }, "\(daemon.log.suffix(2000))")

@@ -26,6 +26,13 @@ struct OperatorCLITests {
             #expect(result.stderr.contains("systemctl status supervisor@none"), "the real service name, not NAME: \(result.stderr)")
         }
 
+        // Exit 1 without a daemon: a path refused by supervisorctl itself.
+        let badPath = try Command.run(Binaries.supervisorctl, ["--socket", nowhere, "swap", "/tmp/a\nb", "--json"])
+        #expect(badPath.exitCode == 1)
+        #expect((Self.object(badPath.stdout)?["error"] as? [String: Any])?["code"] as? String == "binary_path_invalid", "\(badPath.stdout)")
+        // --emergency reports in words and exit codes only.
+        #expect(try Command.run(Binaries.supervisorctl, ["rollback", "--emergency", "--config", "/x.toml", "--json"]).exitCode == 2)
+
         let stack = try LocalStack()
         _ = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
         // Exit 1, refused before anything started.
@@ -83,6 +90,19 @@ struct OperatorCLITests {
         let human = try stack.daemon.ctl(["status"])
         #expect(human.exitCode == 1)
         #expect(human.stdout.contains("phase"), "the status is printed all the same: \(human.stdout)")
+
+        // A swap waiting for the app to start does not make it serve.
+        let scratch = TemporaryDirectory()
+        let waiting = try TestProcess(
+            Binaries.supervisorctl, ["--socket", stack.daemon.socket, "swap", AppVersions.make("v2", in: stack.work, flags: [])],
+            stdout: scratch.file("out"), stderr: scratch.file("err"))
+        var seen: CommandResult?
+        #expect(eventually(timeout: 10, interval: 0.02) {
+            seen = try? stack.daemon.ctl(["status", "--json"])
+            return (Self.object(seen?.stdout ?? "")?["phase"] as? String)?.hasSuffix(":waiting") == true
+        }, "\(seen?.stdout ?? "")")
+        #expect(seen?.exitCode == 1, "\(seen?.stdout ?? "")")
+        #expect(waiting.waitForExit(timeout: 30))
     }
 
     @Test func ctrlCDuringASwapSaysTheSwapGoesOn() throws {

@@ -99,7 +99,10 @@ extension Supervisor {
     private func firstStartBlocked(_ problem: String, attempt: Int, retryIn delay: Duration) {
         startProblem = problem
         logger.error("first start, try \(attempt): \(problem); not ready (READY=1 waits), trying again in \(delay.humanReadable)")
-        notifier.status("starting: \(problem)")
+        // systemd's start timeout would otherwise SIGTERM us, and a stop stops
+        // the app: ask for more time with every try, as long as the tries go on.
+        let moreTime = (delay + .seconds(60)).components.seconds * 1_000_000
+        _ = notifier.send(["STATUS=starting: \(problem)", "EXTEND_TIMEOUT_USEC=\(moreTime)"])
     }
 
     private func completeFirstReady(pid: Int32, port: Int) {
