@@ -34,11 +34,11 @@ struct ConnectionOptions: ParsableArguments {
         if candidates.count == 1 { return candidates[0] }
         if candidates.isEmpty {
             throw CLIFailure(
-                exitCode: 3,
+                exitCode: 3, code: .unreachable,
                 message: "no supervisord found: /run/supervisor has no control socket. Is the daemon running (systemctl status 'supervisor@*')? Or pass --socket PATH.")
         }
         throw CLIFailure(
-            exitCode: 2,
+            exitCode: 2, code: .serviceAmbiguous,
             message: "several services run here; say which with --name (\(candidates.map { String($0.dropFirst("/run/supervisor/".count).dropLast(5)) }.joined(separator: ", ")))")
     }
 
@@ -59,28 +59,29 @@ struct ConnectionOptions: ParsableArguments {
 /// A failure the CLI reports and exits with.
 struct CLIFailure: Error {
     let exitCode: Int32
+    /// What a script matches: the daemon's code, or one supervisorctl found
+    /// itself (`unreachable`, `forbidden` for a socket it may not open …).
+    let code: SupervisorError.Code
     let message: String
-    /// The daemon's error code, when it answered with one.
-    var code: SupervisorError.Code? = nil
     /// With `busy`: the phase the running operation is in.
     var phase: String? = nil
 
-    /// The code a script matches: the daemon's, or what the CLI found itself
-    /// (`unreachable` for exit 3, `forbidden` for a socket it may not open).
-    var codeName: String {
-        if let code { return code.rawValue }
-        switch exitCode {
-        case 3: return "unreachable"
-        case 2: return "usage"
-        default: return message.hasPrefix("permission denied") ? "forbidden" : "failed"
-        }
+    init(exitCode: Int32, code: SupervisorError.Code, message: String, phase: String? = nil) {
+        self.exitCode = exitCode
+        self.code = code
+        self.message = message
+        self.phase = phase
     }
 
-    /// Whether the daemon said so, so that the previous version is known to
-    /// serve: it refused before acting, and not because nothing serves.
+    /// Codes that say nothing about what serves: nothing may (not_running),
+    /// the daemon was not asked or not believed, or it stopped.
+    static let servingUnknown: Set<SupervisorError.Code> = [
+        .notRunning, .forbidden, .shuttingDown, .unreachable, .serviceAmbiguous, .unexpectedAnswer, .emergencyIncomplete,
+    ]
+
+    /// Whether the daemon refused before acting, so the previous version is known to serve.
     var previousVersionKnownToServe: Bool {
-        guard let code, exitCode == 1 else { return false }
-        return ![.notRunning, .forbidden, .shuttingDown].contains(code)
+        exitCode == 1 && !Self.servingUnknown.contains(code)
     }
 
     /// With `--json`: the one object on stdout, for every exit code.
@@ -96,7 +97,7 @@ struct CLIFailure: Error {
             let exitCode: Int32
             enum CodingKeys: String, CodingKey { case ok, error, exitCode = "exit_code" }
         }
-        let body = Body(error: .init(code: codeName, message: message, phase: phase), exitCode: exitCode)
+        let body = Body(error: .init(code: code.rawValue, message: message, phase: phase), exitCode: exitCode)
         print(String(decoding: ControlJSON.encode(body), as: UTF8.self))
     }
 }

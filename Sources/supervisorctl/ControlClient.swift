@@ -54,24 +54,24 @@ struct ControlClient {
         var info = stat()
         if stat(socketPath, &info) != 0 {
             throw CLIFailure(
-                exitCode: 3,
+                exitCode: 3, code: .unreachable,
                 message: "supervisord is not reachable: \(socketPath) \(errno == ENOENT ? "does not exist" : String(cString: strerror(errno))). Is the daemon running? (systemctl status supervisor@\(serviceName(socketPath: socketPath)))")
         }
         if (info.st_mode & S_IFMT) != S_IFSOCK {
-            throw CLIFailure(exitCode: 3, message: "\(socketPath) is not a socket")
+            throw CLIFailure(exitCode: 3, code: .unreachable, message: "\(socketPath) is not a socket")
         }
     }
 
     private func describe(_ error: HTTPTransportError) -> CLIFailure {
         if error.osErrno == EACCES || error.osErrno == EPERM {
             return CLIFailure(
-                exitCode: 1,
+                exitCode: 1, code: .forbidden,
                 message: "permission denied on \(socketPath): run as root or as a member of the group in [control] group")
         }
         if error.kind == .timedOut {
-            return CLIFailure(exitCode: 3, message: "supervisord at \(socketPath) did not answer in time (\(error.message)); it may be hung")
+            return CLIFailure(exitCode: 3, code: .unreachable, message: "supervisord at \(socketPath) did not answer in time (\(error.message)); it may be hung")
         }
-        return CLIFailure(exitCode: 3, message: "supervisord is not reachable at \(socketPath): \(error.message)")
+        return CLIFailure(exitCode: 3, code: .unreachable, message: "supervisord is not reachable at \(socketPath): \(error.message)")
     }
 
     /// The error a non-2xx answer carries, as the daemon put it.
@@ -79,8 +79,8 @@ struct ControlClient {
         if let decoded = try? JSONDecoder().decode(ControlFailure.self, from: Data(response.body)) {
             let code: Int32 = decoded.error.code == .busy ? 4 : 1
             let message = "\(decoded.error.message) [\(decoded.error.code)]"
-            return CLIFailure(exitCode: code, message: message, code: decoded.error.code, phase: decoded.error.phase)
+            return CLIFailure(exitCode: code, code: decoded.error.code, message: message, phase: decoded.error.phase)
         }
-        return CLIFailure(exitCode: 1, message: "supervisord answered HTTP \(response.status): \(response.bodyText)")
+        return CLIFailure(exitCode: 1, code: .unexpectedAnswer, message: "supervisord answered HTTP \(response.status): \(response.bodyText)")
     }
 }

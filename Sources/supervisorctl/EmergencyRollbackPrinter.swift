@@ -33,7 +33,7 @@ enum EmergencyRollbackPrinter {
             SwapStreamPrinter.stderr("  \(message)")
             SwapStreamPrinter.stderr("ok: rolled back; the restored binary serves")
         case .failure(let failure):
-            SwapStreamPrinter.stderr("failed: \(failure.message) [\(SupervisorError.Code.emergencyIncomplete)]")
+            SwapStreamPrinter.stderr("failed: \(failure.message) [\(failure.code)]")
             SwapStreamPrinter.stderr("The binaries are exchanged (\(config.app.binary) is the restored one); what serves is in the line above.")
             throw ExitCode(5)
         }
@@ -65,9 +65,9 @@ enum EmergencyRollbackPrinter {
                     case .ok where report.sha256 == record.toSHA256 && report.pid != nil:
                         return .success("confirmed: pid \(report.pid ?? 0) on port \(report.port.map(String.init) ?? "-") runs sha256 \(restored)")
                     case .ok:
-                        return .failure(CLIFailure(exitCode: 5, message: "supervisord says the emergency rollback is done, but \(lastSeen), not the restored binary (sha256 \(restored))"))
+                        return .failure(CLIFailure(exitCode: 5, code: .emergencyIncomplete, message: "supervisord says the emergency rollback is done, but \(lastSeen), not the restored binary (sha256 \(restored))"))
                     case .failed:
-                        return .failure(CLIFailure(exitCode: 5, message: "the files are exchanged, but supervisord could not move traffic to the restored binary: \(emergency.message ?? "no reason given"). Check `supervisorctl --name \(config.name) status` and the service log"))
+                        return .failure(CLIFailure(exitCode: 5, code: .emergencyIncomplete, message: "the files are exchanged, but supervisord could not move traffic to the restored binary: \(emergency.message ?? "no reason given"). Check `supervisorctl --name \(config.name) status` and the service log"))
                     case .pending, .moving:
                         break
                     }
@@ -76,7 +76,7 @@ enum EmergencyRollbackPrinter {
             try? await Task.sleep(for: .milliseconds(200))
         }
         return .failure(CLIFailure(
-            exitCode: 5,
+            exitCode: 5, code: .emergencyIncomplete,
             message: "the files are exchanged and supervisord was started, but it did not confirm the restored binary serves within \(limit.humanReadable); last seen: \(lastSeen). Check `supervisorctl --name \(config.name) status` and the service log"))
     }
 }

@@ -43,13 +43,13 @@ struct HistoryCommand: ParsableCommand {
                 guard let all = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [Any],
                     let data = try? JSONSerialization.data(withJSONObject: Array(all.suffix(limit)), options: [.sortedKeys, .withoutEscapingSlashes])
                 else {
-                    throw CLIFailure(exitCode: 1, message: "supervisord answered something that is not a history: \(response.bodyText)")
+                    throw CLIFailure(exitCode: 1, code: .unexpectedAnswer, message: "supervisord answered something that is not a history: \(response.bodyText)")
                 }
                 print(String(decoding: data, as: UTF8.self))
                 return
             }
             guard var entries = try? JSONDecoder().decode([HistoryEntry].self, from: Data(response.body)) else {
-                throw CLIFailure(exitCode: 1, message: "supervisord answered something that is not a history: \(response.bodyText)")
+                throw CLIFailure(exitCode: 1, code: .unexpectedAnswer, message: "supervisord answered something that is not a history: \(response.bodyText)")
             }
             if let limit { entries = Array(entries.suffix(limit)) }
             if entries.isEmpty {

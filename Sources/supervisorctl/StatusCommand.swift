@@ -31,7 +31,7 @@ struct StatusCommand: ParsableCommand {
             let response = try client.get("/status")
             guard response.status == 200 else { throw ControlClient.failure(from: response) }
             guard let report = try? JSONDecoder().decode(StatusReport.self, from: Data(response.body)) else {
-                throw CLIFailure(exitCode: 1, message: "supervisord answered something that is not a status: \(response.bodyText)")
+                throw CLIFailure(exitCode: 1, code: .unexpectedAnswer, message: "supervisord answered something that is not a status: \(response.bodyText)")
             }
             if json {
                 print(response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))

@@ -37,7 +37,7 @@ struct SwapCommand: ParsableCommand {
         let absolute = "/" + joined.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
         if let problem = BinaryStager.pathProblem(absolute) {
             // Refused here too, before a byte is sent: nothing of the path reaches a terminal raw.
-            if json { CLIFailure(exitCode: 1, message: problem.message, code: problem.code).printJSON() }
+            if json { CLIFailure(exitCode: 1, code: problem.code, message: problem.message).printJSON() }
             SwapStreamPrinter.stderr("supervisorctl: \(problem.message) [\(problem.code)]")
             SwapStreamPrinter.stderr("Nothing was sent to supervisord; the running version is untouched.")
             throw ExitCode(1)
@@ -133,7 +133,7 @@ enum SwapStreamPrinter {
             }
             guard response.status == 200 else { throw ControlClient.failure(from: response) }
             guard let result else {
-                throw CLIFailure(exitCode: 1, message: "the daemon closed the stream without a result; check `supervisorctl status` and the service log")
+                throw CLIFailure(exitCode: 1, code: .unexpectedAnswer, message: "the daemon closed the stream without a result; check `supervisorctl status` and the service log")
             }
             if json {
                 print(String(decoding: ControlJSON.encode(result), as: UTF8.self))
@@ -148,7 +148,7 @@ enum SwapStreamPrinter {
             if json { failure.printJSON() }
             stderr("supervisorctl: \(UntrustedText.escapedLines(failure.message))")
             if failure.previousVersionKnownToServe { stderr("Nothing was changed: the previous version is still serving.") }
-            if failure.exitCode == 1, let code = failure.code { stderr("Next: \(hint(for: code, service: service(connection)))") }
+            if failure.exitCode == 1 { stderr("Next: \(hint(for: failure.code, service: service(connection)))") }
             throw ExitCode(failure.exitCode)
         }
     }
@@ -197,6 +197,10 @@ enum SwapStreamPrinter {
             return "supervisord reads the file with your rights, not root's: make it readable to you (ls -l it and every directory above it)."
         case .binaryPathInvalid?:
             return "rename the file so its path has no control characters, and swap again."
+        case .forbidden?:
+            return "run it as root, or from a login that holds the group in [control] group (`id` shows yours)."
+        case .unexpectedAnswer?:
+            return "supervisorctl and supervisord may be different versions (compare --version); `supervisorctl status` and the service log say what happened."
         case .stagedBinaryReplaced?:
             return "something else wrote the binary's directory during the swap; make it writable by root only (supervisord --check warns), then swap again."
         case .appExited?, .healthTimeout?:

@@ -64,6 +64,13 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
         /// An emergency rollback that failed after its point of no return: the
         /// binaries are exchanged, but the restored one is not confirmed serving (exit 5).
         public static let emergencyIncomplete = Code(rawValue: "emergency_incomplete")
+        // Found by supervisorctl itself, never answered by the daemon
+        /// No daemon answers on the socket (exit 3).
+        public static let unreachable = Code(rawValue: "unreachable")
+        /// Several services run here and none was named (exit 2).
+        public static let serviceAmbiguous = Code(rawValue: "service_ambiguous")
+        /// The daemon's answer was not what the command expects (a version mismatch, a cut stream).
+        public static let unexpectedAnswer = Code(rawValue: "unexpected_answer")
 
         /// Every code above: what docs and tests walk.
         public static let all: [Code] = [
@@ -98,6 +105,9 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
             .shuttingDown,
             .interrupted,
             .emergencyIncomplete,
+            .unreachable,
+            .serviceAmbiguous,
+            .unexpectedAnswer,
         ]
     }
 
