@@ -183,6 +183,22 @@ fail:
     _exit(127);
 }
 
+/* fork(2) with every signal blocked across it: until the child has reset
+   the dispositions (or exits), a signal sent to it must wait, not run the
+   daemon's handlers (libdispatch's re-raise to a thread the child does not
+   have). The child returns with everything still blocked; the parent gets
+   its mask back, and fork's errno in *fork_errno. */
+static pid_t fork_signals_blocked(int *fork_errno) {
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    pid_t pid = fork();
+    if (pid == 0) return 0;
+    *fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    return pid;
+}
+
 pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  const char *working_directory,
                  const int *keep_fds, int n_keep_fds,
@@ -195,19 +211,12 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
         *error_out = errno;
         return -1;
     }
-    /* Block every signal across fork: until the child has reset the
-       dispositions, a signal sent to it must wait, not run the daemon's
-       handlers (libdispatch's re-raise to a thread the child does not have). */
-    sigset_t all, previous;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &previous);
-    pid_t pid = fork();
+    int fork_errno = 0;
+    pid_t pid = fork_signals_blocked(&fork_errno);
     if (pid == 0) {
         close(pipefd[0]);
         child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdout_fd, stderr_fd, new_session, credentials, pipefd[1]);
     }
-    int fork_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &previous, NULL);
     if (pid < 0) {
         *error_out = fork_errno;
         close(pipefd[0]);
@@ -496,16 +505,12 @@ int csup_open_as(const char *path, const struct csup_credentials *credentials, i
     /* SEQPACKET, not DGRAM: a child that dies (or is killed by the caller it
        runs as) gives end-of-file rather than an endless wait. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) { *error_out = errno; return -1; }
-    sigset_t all, previous;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &previous);
-    pid_t pid = fork();
+    int fork_errno = 0;
+    pid_t pid = fork_signals_blocked(&fork_errno);
     if (pid == 0) {
         close(sv[0]);
         opener_child(path, credentials, sv[1]);
     }
-    int fork_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &previous, NULL);
     close(sv[1]);
     if (pid < 0) { close(sv[0]); *error_out = fork_errno; return -1; }
     int err = EIO, fd = -1;
