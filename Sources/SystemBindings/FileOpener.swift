@@ -19,7 +19,7 @@ public enum FileOpener {
     /// an open as someone else that hangs (a stuck mount) fails with ETIMEDOUT.
     public static func open(_ path: String, as credentials: ProcessCredentials?, timeout: Duration = .seconds(10)) -> Result<Opened, Errno> {
         var error: Int32 = 0
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(clamping: HTTPRequest.milliseconds(timeout))
         let fd: Int32 =
             if let credentials {
                 credentials.withC { csup_open_as(path, $0, milliseconds, &error) }

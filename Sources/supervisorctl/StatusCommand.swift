@@ -38,21 +38,13 @@ struct StatusCommand: ParsableCommand {
             } else {
                 print(StatusView.render(report))
             }
-            if !Self.serves(phase: report.phase) { throw ExitCode(1) }
+            // The daemon decides; one from before `serving` existed is judged by its phase.
+            if !(report.serving ?? (report.phase == "running")) { throw ExitCode(1) }
         } catch let failure as CLIFailure {
             if json { failure.printJSON() }
             FileHandle.standardError.write(Data("supervisorctl: \(UntrustedText.escapedLines(failure.message))\n".utf8))
             throw ExitCode(failure.exitCode)
         }
-    }
-}
-
-extension StatusCommand {
-    /// Whether a status phase means the app serves: running, or an operation
-    /// in progress (`swap:health` …: the old instance serves until the switch).
-    static func serves(phase: String) -> Bool {
-        // `swap:waiting`: a request waits for the app to start; nothing serves yet.
-        phase == "running" || (phase.contains(":") && !phase.hasSuffix(":waiting"))
     }
 }
 

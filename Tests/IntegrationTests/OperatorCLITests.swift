@@ -45,6 +45,9 @@ struct OperatorCLITests {
         let scratch = TemporaryDirectory()
         let first = try TestProcess(Binaries.supervisorctl, ["--socket", stack.daemon.socket, "swap", slow, "--json"], stdout: scratch.file("out"), stderr: scratch.file("err"))
         #expect(eventually(timeout: 20, interval: 0.02) { (stack.daemon.status()?["phase"] as? String)?.contains("health") == true })
+        // The old instance serves while the new one is gated: status says so (exit 0).
+        let during = try stack.daemon.ctl(["status", "--json"])
+        #expect(during.exitCode == 0 && Self.object(during.stdout)?["serving"] as? Bool == true, "\(during.stdout)")
         let busy = try stack.daemon.ctl(["swap", slow, "--json"])
         #expect(busy.exitCode == 4, "\(busy.stderr)")
         let busyJSON = Self.object(busy.stdout)

@@ -31,6 +31,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// Why the first start is not over although the app is healthy (the proxy
     /// could not be pointed at it; retried with backoff, READY=1 waits).
     public var problem: String?
+    /// Whether the app serves now: the first start is over and an instance
+    /// is running and healthy (during a swap, the old one until the switch).
+    /// Decided by the daemon; `status` exits 1 when false.
+    public var serving: Bool?
 
     public struct EmergencyRollbackStatus: Codable, Sendable, Equatable {
         public enum State: String, Codable, Sendable {
@@ -110,6 +114,6 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case lastSwap = "last_swap"
         case binaryOnDiskSHA256 = "binary_on_disk_sha256"
         case emergencyRollback = "emergency_rollback"
-        case problem
+        case problem, serving
     }
 }

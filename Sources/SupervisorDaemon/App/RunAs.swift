@@ -22,7 +22,10 @@ public struct RunAs: Sendable, Equatable {
         do {
             app = try ProcessCredentials.resolve(user: config.app.user, group: config.app.group)
         } catch {
-            throw RunAsError(key: config.app.user == nil || error == .noSuchGroup(config.app.group ?? "") ? "app.group" : "app.user", reason: error)
+            switch error {
+            case .noSuchUser: throw RunAsError(key: "app.user", reason: error)
+            case .noSuchGroup, .groupWithoutUser: throw RunAsError(key: "app.group", reason: error)
+            }
         }
         guard let hooksUser = config.hooks.user else { return RunAs(app: app, hooks: app) }
         do {

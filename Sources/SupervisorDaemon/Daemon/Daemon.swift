@@ -53,7 +53,7 @@ public struct Daemon: Sendable {
             throw StartRefused(description: "\(error); nothing was started")
         }
         if let app = runAs.app { logger.info("the app runs as \(app)") }
-        for warning in PrivilegeCheck(config, socketFromSystemd: controlFD != nil).warnings { logger.warning("\(warning)") }
+        for warning in PrivilegeCheck(config, runAs: runAs, socketFromSystemd: controlFD != nil).warnings { logger.warning("\(warning)") }
         let launch = AppLaunch(config: config, listenDescriptors: try AppLaunch.openListeners(config, inherited: appFDs), runAs: runAs)
         var start = recovery.start
         if start.adopting == nil, !launch.isHandoff {

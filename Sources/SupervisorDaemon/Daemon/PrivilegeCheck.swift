@@ -13,9 +13,10 @@ public struct PrivilegeCheck: Sendable {
     public var problems: [String] = []
     public var warnings: [String] = []
 
-    public init(_ config: SupervisorConfig, socketFromSystemd: Bool = false) {
-        do {
-            let runAs = try RunAs.resolve(config)
+    /// `runAs`: the identities already looked up (the daemon's start has them); nil: look them up.
+    public init(_ config: SupervisorConfig, runAs resolved: RunAs? = nil, socketFromSystemd: Bool = false) {
+        do throws(RunAsError) {
+            let runAs = if let resolved { resolved } else { try RunAs.resolve(config) }
             if runAs.app == nil || runAs.app?.uid == 0 {
                 let why = config.app.user == nil ? "not set, so" : "is root:"
                 warnings.append("app.user: \(why) the app, its preflight and version commands and the hooks run as root; set [app] user to an unprivileged user")

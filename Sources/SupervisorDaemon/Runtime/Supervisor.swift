@@ -224,6 +224,7 @@ public actor Supervisor {
         }
         report.state = report.phase
         report.problem = firstStartDone ? nil : startProblem
+        report.serving = firstStartDone && servingInstance() != nil
         report.backup = backup
         report.emergencyRollback = emergencyStatus
         return report
