@@ -225,6 +225,8 @@ enum SwapStreamPrinter {
             return "supervisord is stopping; ask again once the service is back (systemctl status supervisor@\(service))."
         case .switchBackFailed?:
             return "fix the proxy (the message says what failed), then `systemctl kill --kill-whom=main --signal=SIGKILL supervisor@\(service)`: systemd starts the supervisor again, which keeps the running app and points the proxy at it (`systemctl restart` would stop the app)."
+        case .proxyNotWired?:
+            return "put the upstream file's include back inside the `upstream` block your proxy_pass uses (`supervisord --config FILE --check` says what is missing); then swap again."
         case .proxyWriteFailed?, .proxyValidateFailed?, .proxyReloadFailed?, .proxyNotConfirmed?:
             return "check the proxy (is it running? does its config validate?) and its admin endpoint; then swap again."
         default:

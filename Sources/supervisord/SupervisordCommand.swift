@@ -64,12 +64,21 @@ struct SupervisordCommand: AsyncParsableCommand {
         }
         if check {
             let rights = PrivilegeCheck(settings)
-            if !rights.problems.isEmpty {
-                printError("supervisord: \(config) has \(rights.problems.count) problem\(rights.problems.count == 1 ? "" : "s"):")
-                for problem in rights.problems { printError("  \(problem)") }
+            var problems = rights.problems, warnings = rights.warnings
+            var wiring: String?
+            switch await ProxyWiringCheck.run(settings) {
+            case .wired(let evidence): wiring = evidence
+            case .notWired(let problem): problems.append("proxy.config: \(problem)")
+            case .notChecked(let why): warnings.append(why)
+            case .notApplicable: break
+            }
+            if !problems.isEmpty {
+                printError("supervisord: \(config) has \(problems.count) problem\(problems.count == 1 ? "" : "s"):")
+                for problem in problems { printError("  \(problem)") }
                 throw ExitCode(2)
             }
-            for warning in rights.warnings { print("warning: \(warning)") }
+            for warning in warnings { print("warning: \(warning)") }
+            if let wiring { print("proxy: \(wiring)") }
             print("\(config): ok (service \"\(settings.name)\", binary \(settings.app.binary), proxy \(settings.proxy.kind.rawValue), socket \(settings.control.socket))")
             return
         }

@@ -137,7 +137,7 @@ struct ConfigCheckTests {
     @Test func proxyPathsMustExistAndAProxylessPortSwapIsAWarning() throws {
         let directory = TemporaryDirectory()
         let app = directory.write("app", "#!/bin/sh\n", mode: 0o755)
-        let caddyfile = directory.write("Caddyfile", ":80\n")
+        let caddyfile = directory.write("Caddyfile", ":80 {\n\treverse_proxy {\n\t\timport \(directory.file("upstream"))\n\t}\n}\n")
         func check(_ proxy: String) throws -> CommandResult {
             try Self.check(in: directory, binary: app, app: "user = \"nobody\"\n\(proxy)", socket: directory.file("c.sock"))
         }

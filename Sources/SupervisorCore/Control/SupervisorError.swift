@@ -42,6 +42,7 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
         public static let proxyValidateFailed = Code(rawValue: "proxy_validate_failed")
         public static let proxyReloadFailed = Code(rawValue: "proxy_reload_failed")
         public static let proxyNotConfirmed = Code(rawValue: "proxy_not_confirmed")
+        public static let proxyNotWired = Code(rawValue: "proxy_not_wired")
         // Drain: the new instance exited and the proxy could not be pointed back at the old one
         public static let switchBackFailed = Code(rawValue: "switch_back_failed")
         // Commit
@@ -93,6 +94,7 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
             .proxyValidateFailed,
             .proxyReloadFailed,
             .proxyNotConfirmed,
+            .proxyNotWired,
             .switchBackFailed,
             .commitFailed,
             .badRequest,

@@ -35,6 +35,14 @@ public struct Daemon: Sendable {
         }
         let driver = ProxyDrivers.make(for: config)
         let logger = self.logger
+        // Like `--check`: a proxy config that does not route through the
+        // upstream file would make every swap "succeed" into errors.
+        switch await ProxyWiringCheck.run(config) {
+        case .wired(let evidence): logger.info("proxy: \(evidence)")
+        case .notWired(let problem): throw StartRefused(description: "proxy.config: \(problem); nothing was started")
+        case .notChecked(let why): logger.warning("proxy: \(why)")
+        case .notApplicable: break
+        }
         let (previous, recovery) = Self.recover(config: config, journal: journal, logger: logger)
         recovery.prepare()
         let emergency = journal.emergencyRollback()

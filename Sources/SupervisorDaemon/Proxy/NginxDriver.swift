@@ -7,7 +7,9 @@ import SystemBindings
 
 /// `kind = "nginx"`: the nginx config includes the upstream file inside
 /// `upstream NAME { include …; keepalive …; }`. A switch writes the file,
-/// runs `nginx -t`, `nginx -s reload`, and confirms from /proc.
+/// runs `nginx -T` (the test, plus a dump that must show the file still
+/// included where a `proxy_pass` sends traffic), `nginx -s reload`, and
+/// confirms from /proc.
 ///
 /// `nginx -s reload` only signals the master and exits 0 even when applying
 /// fails, and old workers keep accepting for ~100–150 ms after it. So the
@@ -19,6 +21,7 @@ public struct NginxDriver: ProxyDriver {
     let configPath: String?
     let pidFile: String
     let commands: ProxyCommands
+    let switchCommands: ProxyCommands
     let confirmTimeout: Duration
 
     public init(config: SupervisorConfig) {
@@ -30,6 +33,11 @@ public struct NginxDriver: ProxyDriver {
         commands = ProxyCommands(
             validate: (proxy.validate ?? ["nginx"] + configFlag + ["-t", "-q"]).map { Placeholders.substitute($0, values) },
             reload: (proxy.reload ?? ["nginx"] + configFlag + ["-s", "reload"]).map { Placeholders.substitute($0, values) })
+        // A switch validates with `-T`: the same test, plus the dump that
+        // shows whether the config still routes through the upstream file.
+        switchCommands = ProxyCommands(
+            validate: ProxyWiringCheck.nginxDumpCommand(validate: commands.validate) ?? commands.validate,
+            reload: commands.reload)
         pidFile = proxy.pidFile ?? Self.pidFile(fromConfig: proxy.config) ?? "/run/nginx.pid"
         confirmTimeout = max(config.drain.timeout, .seconds(2))
     }
@@ -37,7 +45,11 @@ public struct NginxDriver: ProxyDriver {
     public var summary: String { "nginx (\(configPath ?? "default config"), upstream file \(upstream.path))" }
 
     public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
-        let change = FileSwitch(proxyName: "nginx", upstream: upstream, commands: commands)
+        var change = FileSwitch(proxyName: "nginx", upstream: upstream, commands: switchCommands)
+        if switchCommands.validate != commands.validate {
+            let path = upstream.path
+            change.inspectValidation = { outcome in NginxWiring.problem(dump: outcome.output, upstreamFile: path) }
+        }
         try await change.perform(
             port: port, log: log,
             prepare: { () -> (master: Int32, workers: Set<Int32>)? in

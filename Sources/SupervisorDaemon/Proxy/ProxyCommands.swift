@@ -11,7 +11,9 @@ struct ProxyCommands: Sendable {
     func runValidate() async -> CommandOutcome { await run(validate) }
     func runReload() async -> CommandOutcome { await run(reload) }
 
-    func run(_ argv: [String]) async -> CommandOutcome {
+    func run(_ argv: [String]) async -> CommandOutcome { await Self.run(argv, timeout: timeout) }
+
+    static func run(_ argv: [String], timeout: Duration = .seconds(30)) async -> CommandOutcome {
         do {
             return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), timeout: timeout)
         } catch {
@@ -27,6 +29,9 @@ struct FileSwitch: Sendable {
     let proxyName: String
     let upstream: UpstreamFile
     let commands: ProxyCommands
+    /// Reads what the validation printed (nginx's `-T` dump): nil when the
+    /// config routes through the upstream file, else what is wrong.
+    var inspectValidation: @Sendable (CommandOutcome) -> String? = { _ in nil }
 
     /// `prepare` runs just before the reload (nginx records its workers);
     /// `confirm` returns nil when the proxy runs the new upstream, else why not.
@@ -43,6 +48,10 @@ struct FileSwitch: Sendable {
         guard validated.succeeded else {
             upstream.restore(previous)
             throw SwapError(.proxyValidateFailed, "\(proxyName) rejected the config: \(validated.failureDescription); upstream file restored")
+        }
+        if let problem = inspectValidation(validated) {
+            upstream.restore(previous)
+            throw SwapError(.proxyNotWired, "\(problem); upstream file restored, \(proxyName) not reloaded")
         }
         log("validated: `\(commands.validate.joined(separator: " "))`")
 
