@@ -7,10 +7,12 @@ import SupervisorShared
 
 /// Where the daemon is: `--socket`, `--name`, or `SUPERVISOR_SOCKET`.
 struct ConnectionOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The daemon's control socket.", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("The daemon's control socket.", valueName: "path"), completion: .file())
     var socket: String?
 
-    @Option(name: .long, help: ArgumentHelp("The service name: means /run/supervisor/NAME.sock.", valueName: "name"))
+    @Option(
+        name: .long, help: ArgumentHelp("The service name: means /run/supervisor/NAME.sock.", valueName: "name"),
+        completion: .custom { _, _, prefix in serviceNames().filter { $0.hasPrefix(prefix) } })
     var name: String?
 
     func validate() throws {
@@ -40,6 +42,13 @@ struct ConnectionOptions: ParsableArguments {
         throw CLIFailure(
             exitCode: 2, code: .serviceAmbiguous,
             message: "several services run here; say which with --name (\(candidates.map { String($0.dropFirst("/run/supervisor/".count).dropLast(5)) }.joined(separator: ", ")))")
+    }
+
+    /// The services with a control socket in /run/supervisor (for completion of --name).
+    static func serviceNames() -> [String] {
+        socketsInRunDirectory().map { path in
+            String(path.dropFirst("/run/supervisor/".count).dropLast(".sock".count))
+        }
     }
 
     static func socketsInRunDirectory() -> [String] {

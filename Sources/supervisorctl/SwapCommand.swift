@@ -25,7 +25,7 @@ struct SwapCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Argument(help: ArgumentHelp("The new binary (a relative path is taken from the current directory).", valueName: "path"))
+    @Argument(help: ArgumentHelp("The new binary (a relative path is taken from the current directory).", valueName: "path"), completion: .file())
     var path: String
 
     @Flag(name: .long, help: "Print the result object as JSON on stdout.")
@@ -81,7 +81,7 @@ struct RollbackCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Roll back without the daemon (it may be down or hung); needs --config.")
     var emergency = false
 
-    @Option(name: .long, help: ArgumentHelp("The service's config file (with --emergency).", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("The service's config file (with --emergency).", valueName: "file"), completion: .file(extensions: ["toml"]))
     var config: String?
 
     func validate() throws {

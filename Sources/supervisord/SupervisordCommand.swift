@@ -39,13 +39,13 @@ struct SupervisordCommand: AsyncParsableCommand {
             """,
         version: SupervisorVersion.current)
 
-    @Option(name: .long, help: "The service's TOML config file.")
+    @Option(name: .long, help: "The service's TOML config file.", completion: .file(extensions: ["toml"]))
     var config: String
 
     @Flag(name: .long, help: "Validate the config, print every problem, and exit (0 valid, 2 invalid).")
     var check = false
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.", completion: .list(["trace", "debug", "info", "notice", "warning", "error"]))
     var logLevel: String = "info"
 
     func run() async throws {

@@ -101,6 +101,40 @@ struct PreflightAndCLITests {
             #expect(script.stdout.contains("rollback") && script.stdout.contains("swap"), "\(shell)")
         }
     }
+
+    /// bash, as an operator presses TAB: file names for `swap PATH` and
+    /// `--config`, service names (from /run/supervisor/*.sock) for `--name`.
+    /// /run is a tmpfs of a private mount namespace here, holding two sockets.
+    @Test func bashCompletesFileNamesAndServiceNames() throws {
+        guard getuid() == 0 else {
+            Issue.record("SKIPPED LOUDLY: a private /run needs root (run scripts/test.sh as root, as CI does)")
+            return
+        }
+        let directory = TemporaryDirectory("completion")
+        _ = directory.write("myapp-v2", "", mode: 0o755)
+        _ = directory.write("myapp.toml", "")
+        let script = try Command.run(Binaries.supervisorctl, ["--generate-completion-script", "bash"])
+        let completions = directory.write("supervisorctl.bash", script.stdout)
+        let ctl = Binaries.supervisorctl
+        func complete(_ words: [String]) throws -> [String] {
+            let quoted = ([ctl] + words).map { "'\($0)'" }.joined(separator: " ")
+            let line = ([ctl] + words).joined(separator: " ")
+            let shell = """
+                mount -t tmpfs tmpfs /run && mkdir /run/supervisor && touch /run/supervisor/myapp.sock /run/supervisor/billing.sock /run/supervisor/notes.txt
+                source '\(completions)'
+                COMP_WORDS=(\(quoted)); COMP_CWORD=\(words.count); COMP_LINE='\(line)'; COMP_POINT=${#COMP_LINE}
+                _supervisorctl '\(ctl)' '\(words.last ?? "")' '\(words.dropLast().last ?? ctl)'
+                printf '%s\\n' "${COMPREPLY[@]}"
+                """
+            let result = try Command.run("/usr/bin/unshare", ["--mount", "--propagation", "private", "--", "/bin/bash", "-c", shell])
+            #expect(result.exitCode == 0, "\(result.stderr)")
+            return result.stdout.split(separator: "\n").map(String.init).sorted()
+        }
+        #expect(try complete(["swap", directory.file("myapp-")]) == [directory.file("myapp-v2")])
+        #expect(try complete(["--name", ""]) == ["billing", "myapp"])
+        #expect(try complete(["status", "--name", "my"]) == ["myapp"])
+        #expect(try complete(["rollback", "--emergency", "--config", directory.file("myapp.t")]) == [directory.file("myapp.toml")])
+    }
 }
 
 @Suite struct DocumentationTests {
