@@ -29,6 +29,7 @@ public enum ConfigDecoder {
         var hooksReader = root.section("hooks")
         var drainReader = root.section("drain")
         var controlReader = root.section("control")
+        var metricsReader = root.section("metrics")
 
         let proxy = decodeProxy(&proxyReader)
         let app = decodeApp(&appReader, proxyKind: proxy.kind)
@@ -36,13 +37,17 @@ public enum ConfigDecoder {
         let hooks = decodeHooks(&hooksReader)
         let drain = DrainConfig(timeout: drainReader.duration("timeout", default: .seconds(5)))
         let control = decodeControl(&controlReader, name: name)
+        let metricsListen = metricsReader.string("listen")
+        if let metricsListen, metricsListen.hasPrefix("/") || !isListenAddress(metricsListen) {
+            metricsReader.problem("listen", "\"\(metricsListen)\" is not a TCP address such as \"127.0.0.1:9101\" or \"[::1]:9101\"")
+        }
 
         if !app.listen.isEmpty && health.mode != .notify {
             // Handoff children share one socket: an HTTP probe cannot tell old from new.
             healthReader.problem("mode", "must be \"notify\" in socket-handoff mode (app.listen is set)")
         }
 
-        for reader in [root, appReader, healthReader, proxyReader, hooksReader, drainReader, controlReader] {
+        for reader in [root, appReader, healthReader, proxyReader, hooksReader, drainReader, controlReader, metricsReader] {
             reader.reportUnknownKeys()
         }
 
@@ -52,7 +57,7 @@ public enum ConfigDecoder {
         return .success(
             SupervisorConfig(
                 name: name, stateDirectory: stateDirectory, app: app, health: health,
-                proxy: proxy, hooks: hooks, drain: drain, control: control))
+                proxy: proxy, hooks: hooks, drain: drain, control: control, metrics: MetricsConfig(listen: metricsListen)))
     }
 
     private static func decodeName(_ root: inout ConfigReader) -> String {

@@ -8,6 +8,13 @@ public struct SupervisorConfig: Sendable, Equatable {
     public var hooks: HooksConfig
     public var drain: DrainConfig
     public var control: ControlConfig
+    public var metrics = MetricsConfig()
+}
+
+public struct MetricsConfig: Sendable, Equatable {
+    /// `host:port` serving `GET /metrics` over TCP for Prometheus (nil: only the control socket).
+    public var listen: String?
+    public init(listen: String? = nil) { self.listen = listen }
 }
 
 public struct AppConfig: Sendable, Equatable {

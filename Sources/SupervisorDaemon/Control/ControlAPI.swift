@@ -45,7 +45,7 @@ public struct ControlAPI: ControlHandling {
         case ("GET", "/history"):
             return .json(journal.history())
         case ("GET", "/metrics"):
-            return ControlResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: .full(Array(supervisor.metrics.text().utf8)))
+            return ControlResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: .full(Array(await supervisor.metricsText().utf8)))
         case (_, "/status"), (_, "/history"), (_, "/metrics"):
             return .error(ControlError(.methodNotAllowed, "\(request.method) \(path): use GET"))
         case (_, "/swap"), (_, "/rollback"):

@@ -97,11 +97,21 @@ public struct Daemon: Sendable {
         }
         logger.info("control socket ready", metadata: ["socket": "\(config.control.socket)"])
 
-        let services: [any Service] = [
+        var services: [any Service] = [
             WatchdogService(notifier: notifier),
             ControlService(server: server),
-            AppService(supervisor: supervisor, logger: logger, start: start, history: journal.history()),
         ]
+        if let address = config.metrics.listen {
+            do {
+                let metrics = try await MetricsServer.bind(address: address, logger: logger) { await supervisor.metricsText() }
+                services.append(MetricsService(server: metrics))
+                logger.info("metrics on http://\(address)/metrics")
+            } catch let error as MetricsServer.BindError {
+                server.close()
+                throw StartRefused(description: "\(error); nothing was started")
+            }
+        }
+        services.append(AppService(supervisor: supervisor, logger: logger, start: start, history: journal.history()))
         let group = ServiceGroup(
             configuration: .init(
                 // Should the control server or the watchdog end (an error), the group shuts down

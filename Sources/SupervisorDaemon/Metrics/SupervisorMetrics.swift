@@ -4,10 +4,13 @@ import SupervisorShared
 import Synchronization
 
 /// The daemon's Prometheus metrics (swift-prometheus), served as text by
-/// `GET /metrics` on the control socket.
+/// `GET /metrics` on the control socket and on `[metrics] listen`.
 public final class SupervisorMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let appRestarts: Counter
+    private let appUp: Gauge
+    private let appHealthy: Gauge
+    private let phaseInfo = Mutex<(phase: String, gauge: Gauge)?>(nil)
     private let versionInfo = Mutex<Gauge?>(nil)
     static let buckets: [Duration] = [
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
@@ -18,6 +21,9 @@ public final class SupervisorMetrics: Sendable {
     public init() {
         appRestarts = registry.makeCounter(
             descriptor: Self.name("app_restarts", "total", "Restarts of the app after it exited unexpectedly."))
+        appUp = registry.makeGauge(descriptor: Self.name("app", "up", "1 while the app's process runs, else 0."))
+        appHealthy = registry.makeGauge(
+            descriptor: Self.name("app", "healthy", "1 while the app serves: running and past its health gate, no crash loop, no first start still waiting for the proxy; else 0."))
         // Create the series up front so scrapes see zeros before the first swap.
         for result in ["ok", "failed"] {
             _ = swapCounter(result: result)
@@ -66,6 +72,21 @@ public final class SupervisorMetrics: Sendable {
                 labels: [("version", version ?? "unknown"), ("sha256", sha256 ?? "unknown")])
             new.set(to: 1.0)
             gauge = new
+        }
+    }
+
+    /// The gauges that describe the present (up, healthy, phase), from a status report.
+    public func observe(_ report: StatusReport) {
+        appUp.set(to: report.pid == nil ? 0 : 1)
+        appHealthy.set(to: report.serving == true ? 1 : 0)
+        phaseInfo.withLock { current in
+            if current?.phase == report.phase { return }
+            if let gauge = current?.gauge { registry.unregisterGauge(gauge) }
+            let gauge = registry.makeGauge(
+                descriptor: Self.name("phase", "info", "The supervisor's phase (as `supervisorctl status` shows it): always 1, labelled with it."),
+                labels: [("phase", report.phase)])
+            gauge.set(to: 1)
+            current = (report.phase, gauge)
         }
     }
 

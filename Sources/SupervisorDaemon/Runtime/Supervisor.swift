@@ -231,6 +231,12 @@ public actor Supervisor {
     }
 
     /// A `STATUS=` line for systemctl status.
+    /// The Prometheus text, with the gauges of the present brought up to date.
+    public func metricsText() -> String {
+        metrics.observe(status(proxy: config.proxy.kind.rawValue))
+        return metrics.text()
+    }
+
     public func statusLine() -> String {
         let report = status(proxy: config.proxy.kind.rawValue)
         var parts = ["\(report.phase)"]
