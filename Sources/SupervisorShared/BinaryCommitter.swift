@@ -10,12 +10,16 @@ import SupervisorCore
 public enum BinaryCommitter {
     public static func backupPath(for binary: String) -> String { binary + ".bak" }
 
-    public static func commit(liveBinary: String) throws(SwapError) {
+    /// `keepingBackup`: a restart's commit, which puts the staged copy of the
+    /// live binary in its place and leaves `.bak` as it is.
+    public static func commit(liveBinary: String, keepingBackup: Bool = false) throws(SwapError) {
         let staged = BinaryStager.stagedPath(for: liveBinary)
         let backup = backupPath(for: liveBinary)
         let linkTemp = backup + ".tmp-\(getpid())"
         unlink(linkTemp)
-        if link(liveBinary, linkTemp) == 0 {
+        if keepingBackup {
+            // Nothing to keep: the staged copy has the live binary's bytes.
+        } else if link(liveBinary, linkTemp) == 0 {
             if rename(linkTemp, backup) != 0 {
                 let reason = String(cString: strerror(errno))
                 unlink(linkTemp)

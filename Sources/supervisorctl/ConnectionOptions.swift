@@ -86,6 +86,8 @@ struct CLIFailure: Error {
     /// the daemon was not asked or not believed, or it stopped.
     static let servingUnknown: Set<SupervisorError.Code> = [
         .notRunning, .forbidden, .shuttingDown, .unreachable, .serviceAmbiguous, .unexpectedAnswer, .emergencyIncomplete,
+        // A restart refused for its config file: refused before the app's state was looked at.
+        .configInvalid,
     ]
 
     /// Whether the daemon refused before acting, so the previous version is known to serve.

@@ -10,7 +10,7 @@ struct SupervisorctlCommand: AsyncParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "supervisorctl",
-        abstract: "Control a supervisord: status, swap, rollback, history.",
+        abstract: "Control a supervisord: status, swap, rollback, restart, history.",
         discussion: """
             Talks to supervisord over its unix control socket: --socket PATH,
             or --name NAME for /run/supervisor/NAME.sock, or SUPERVISOR_SOCKET.
@@ -23,7 +23,7 @@ struct SupervisorctlCommand: AsyncParsableCommand {
             exit code.
             """,
         version: SupervisorVersion.current,
-        subcommands: [StatusCommand.self, SwapCommand.self, RollbackCommand.self, HistoryCommand.self])
+        subcommands: [StatusCommand.self, SwapCommand.self, RollbackCommand.self, RestartCommand.self, HistoryCommand.self])
 
     @OptionGroup var connection: ConnectionOptions
 }

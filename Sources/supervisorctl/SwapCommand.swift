@@ -105,6 +105,35 @@ struct RollbackCommand: AsyncParsableCommand {
     }
 }
 
+struct RestartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restart",
+        abstract: "Restart the app with zero downtime, through the swap's gates.",
+        discussion: """
+            Starts the same binary again on the side port, with [app] args, env
+            and working_directory as the config file has them now, waits until it
+            is healthy, points the proxy at it, drains and stops the old instance:
+            a swap to the binary that runs, with no failed request. <binary>.bak is
+            left as it is (a later rollback still goes to the previous release).
+            Other changes in the config file are named, and take effect when
+            supervisord itself starts again. A config file with problems is
+            refused (exit 1, config_invalid), and nothing is restarted.
+
+            Examples:
+              supervisorctl --name myapp restart
+              supervisorctl --name myapp restart --json | jq .phases_ms
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Flag(name: .long, help: "Print the result object as JSON on stdout.")
+    var json = false
+
+    func run() throws {
+        try SwapStreamPrinter.execute(title: "restart", endpoint: "/restart", body: [], connection: connection, json: json)
+    }
+}
+
 /// Shows a swap's NDJSON stream as lines a person reads, and maps the result to an exit code.
 enum SwapStreamPrinter {
     static func execute(title: String, endpoint: String, body: [UInt8], connection: ConnectionOptions, json: Bool) throws {
@@ -147,7 +176,11 @@ enum SwapStreamPrinter {
         } catch let failure as CLIFailure {
             if json { failure.printJSON() }
             stderr("supervisorctl: \(UntrustedText.escapedLines(failure.message))")
-            if failure.previousVersionKnownToServe { stderr("Nothing was changed: the previous version is still serving.") }
+            if failure.previousVersionKnownToServe {
+                stderr("Nothing was changed: the previous version is still serving.")
+            } else if failure.code == .configInvalid {
+                stderr("Nothing was changed.")
+            }
             if failure.exitCode == 1 { stderr("Next: \(hint(for: failure.code, service: service(connection)))") }
             throw ExitCode(failure.exitCode)
         }
@@ -225,6 +258,8 @@ enum SwapStreamPrinter {
             return "supervisord is stopping; ask again once the service is back (systemctl status supervisor@\(service))."
         case .switchBackFailed?:
             return "fix the proxy (the message says what failed), then `systemctl kill --kill-whom=main --signal=SIGKILL supervisor@\(service)`: systemd starts the supervisor again, which keeps the running app and points the proxy at it (`systemctl restart` would stop the app)."
+        case .configInvalid?:
+            return "fix the config file (`supervisord --config FILE --check` lists every problem), then restart again."
         case .proxyNotWired?:
             return "put the upstream file's include back inside the `upstream` block your proxy_pass uses (`supervisord --config FILE --check` says what is missing); then swap again."
         case .proxyWriteFailed?, .proxyValidateFailed?, .proxyReloadFailed?, .proxyNotConfirmed?:

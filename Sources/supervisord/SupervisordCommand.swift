@@ -94,7 +94,7 @@ struct SupervisordCommand: AsyncParsableCommand {
         var logger = Logger(label: "supervisord")
         logger[metadataKey: "service"] = "\(settings.name)"
         do {
-            try await Daemon(config: settings, logger: logger).run()
+            try await Daemon(config: settings, logger: logger, configPath: config).run()
         } catch let error as DaemonAlreadyRunning {
             printError("supervisord: \(error)")
             throw ExitCode(2)

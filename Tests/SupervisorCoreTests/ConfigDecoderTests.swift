@@ -254,3 +254,34 @@ func problems(_ document: [String: ConfigValue]) -> [String] {
         #expect(problems(document).count >= 4)
     }
 }
+
+/// What `supervisorctl restart` applies from the config file read again.
+@Suite struct RestartChangesTests {
+    static func decoded(_ document: [String: ConfigValue]) throws -> SupervisorConfig {
+        try ConfigDecoder.decode(document).get()
+    }
+
+    @Test func argsEnvAndWorkingDirectoryApplyTheRestIsNamed() throws {
+        let running = try Self.decoded(validDocument())
+        var document = with("app", "env", .table(["GREETING": .string("hello")]))
+        document = with("app", "args", .array([.string("serve"), .string("--port"), .string("{port}"), .string("--verbose")]), in: document)
+        document = with("app", "stop_timeout", .string("45s"), in: document)
+        document = with("drain", "timeout", .string("9s"), in: document)
+        let file = try Self.decoded(document)
+
+        let changes = RestartChanges(running: running, file: file)
+        #expect(changes.applied == ["app.args", "app.env"])
+        #expect(changes.notApplied == ["app.stop_timeout", "[drain]"])
+        #expect(changes.config.app.env == ["GREETING": "hello"])
+        #expect(changes.config.app.args.last == "--verbose")
+        #expect(changes.config.app.stopTimeout == running.app.stopTimeout, "only what a restart applies is taken")
+        #expect(changes.config.drain == running.drain)
+    }
+
+    @Test func anUnchangedFileChangesNothing() throws {
+        let running = try Self.decoded(validDocument())
+        let changes = RestartChanges(running: running, file: running)
+        #expect(changes.applied.isEmpty && changes.notApplied.isEmpty)
+        #expect(changes.config == running)
+    }
+}

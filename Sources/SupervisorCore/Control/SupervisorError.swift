@@ -25,6 +25,8 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
         public static let binaryNotReadable = Code(rawValue: "binary_not_readable")
         /// A path with a NUL, newline or other control character.
         public static let binaryPathInvalid = Code(rawValue: "binary_path_invalid")
+        /// `restart`: the config file, read again, has problems.
+        public static let configInvalid = Code(rawValue: "config_invalid")
         /// `<binary>.new` is not the file that was staged (someone replaced it).
         public static let stagedBinaryReplaced = Code(rawValue: "staged_binary_replaced")
         public static let stageFailed = Code(rawValue: "stage_failed")
@@ -81,6 +83,7 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
             .binaryEmpty,
             .binaryNotReadable,
             .binaryPathInvalid,
+            .configInvalid,
             .stagedBinaryReplaced,
             .stageFailed,
             .noBackup,

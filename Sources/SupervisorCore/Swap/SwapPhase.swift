@@ -18,11 +18,18 @@ public enum SwapPhase: String, Sendable, Codable, CaseIterable {
     case done
 }
 
-/// `swap`, `rollback` (a swap to `<binary>.bak`), `auto-rollback`.
+/// `swap`, `rollback` (a swap to `<binary>.bak`), `auto-rollback`, `restart`.
 public enum SwapAction: String, Sendable, Codable {
     case swap
     case rollback
+    /// `supervisorctl restart`: the same binary through the swap's gates (side
+    /// port, health, switch, drain), with `[app]` as the config file has it
+    /// now; `<binary>.bak` is left as it is.
+    case restart
     case autoRollback = "auto-rollback"
     /// `rollback --emergency`: files exchanged and the unit restarted, without the daemon.
     case emergencyRollback = "emergency-rollback"
+
+    /// A rollback of any kind (its hooks are `on_rollback`).
+    public var isRollback: Bool { self == .rollback || self == .autoRollback || self == .emergencyRollback }
 }

@@ -18,7 +18,9 @@ public final class AppLaunch: Sendable {
     public let listenDescriptors: [Int32]
     /// Who the app and its commands run as.
     public let runAs: RunAs
-    private let counter = Mutex(0)
+    /// Numbers the notify sockets of every launch in this process (a restart's
+    /// launch too, whose sockets live next to the serving instance's).
+    private static let counter = Mutex(0)
 
     public init(config: SupervisorConfig, listenDescriptors: [Int32], runAs: RunAs = .daemon) {
         self.config = config
@@ -27,6 +29,11 @@ public final class AppLaunch: Sendable {
     }
 
     public var isHandoff: Bool { !listenDescriptors.isEmpty }
+
+    /// The same sockets and identities, with `[app]` from `config`.
+    public func with(_ config: SupervisorConfig) -> AppLaunch {
+        AppLaunch(config: config, listenDescriptors: listenDescriptors, runAs: runAs)
+    }
 
     /// Opens the `[app] listen` sockets (reusing ones systemd passed in `inherited`).
     public static func openListeners(_ config: SupervisorConfig, inherited: [Int32]) throws -> [Int32] {
@@ -64,7 +71,7 @@ public final class AppLaunch: Sendable {
         }
         var receiver: NotifyReceiver?
         if config.health.mode == .notify {
-            let number = counter.withLock { value in
+            let number = Self.counter.withLock { value in
                 value += 1
                 return value
             }

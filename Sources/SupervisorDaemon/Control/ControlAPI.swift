@@ -5,7 +5,7 @@ import Foundation
 import SupervisorCore
 import SupervisorShared
 
-/// Routes control requests: status, swap, rollback, history.
+/// Routes control requests: status, swap, rollback, restart, history, metrics.
 public struct ControlAPI: ControlHandling {
     let supervisor: Supervisor
     let journal: StateJournal
@@ -42,16 +42,18 @@ public struct ControlAPI: ControlHandling {
             return stream(await supervisor.request(.swap, source: body.binary, callerUID: request.peer?.uid, opener: opener))
         case ("POST", "/rollback"):
             return stream(await supervisor.request(.rollback, source: nil, callerUID: request.peer?.uid))
+        case ("POST", "/restart"):
+            return stream(await supervisor.request(.restart, source: nil, callerUID: request.peer?.uid))
         case ("GET", "/history"):
             return .json(journal.history())
         case ("GET", "/metrics"):
             return ControlResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: .full(Array(await supervisor.metricsText().utf8)))
         case (_, "/status"), (_, "/history"), (_, "/metrics"):
             return .error(ControlError(.methodNotAllowed, "\(request.method) \(path): use GET"))
-        case (_, "/swap"), (_, "/rollback"):
+        case (_, "/swap"), (_, "/rollback"), (_, "/restart"):
             return .error(ControlError(.methodNotAllowed, "\(request.method) \(path): use POST"))
         default:
-            return .error(ControlError(.notFound, "no such endpoint: \(request.method) \(path) (try GET /status, POST /swap, POST /rollback, GET /history, GET /metrics)"))
+            return .error(ControlError(.notFound, "no such endpoint: \(request.method) \(path) (try GET /status, POST /swap, POST /rollback, POST /restart, GET /history, GET /metrics)"))
         }
     }
 

@@ -10,9 +10,12 @@ public struct Daemon: Sendable {
     public let config: SupervisorConfig
     let logger: Logger
     let notifier: Notifier
+    /// The config file: `supervisorctl restart` reads it again.
+    let configPath: String?
 
-    public init(config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier()) {
+    public init(config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), configPath: String? = nil) {
         self.config = config
+        self.configPath = configPath
         self.logger = logger
         self.notifier = notifier
     }
@@ -75,7 +78,7 @@ public struct Daemon: Sendable {
         }
         let supervisor = Supervisor(
             config: config, logger: logger, notifier: notifier, journal: journal, initialState: previous, launch: launch, driver: driver,
-            emergency: emergency
+            emergency: emergency, configPath: configPath
         ) { port in
             // First start: make sure the proxy points at the instance we run,
             // then clean up whatever a previous supervisor left half done.

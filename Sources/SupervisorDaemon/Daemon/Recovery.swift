@@ -66,7 +66,7 @@ struct Recovery: Sendable {
                 return
             }
             do {
-                try BinaryCommitter.commit(liveBinary: config.app.binary)
+                try BinaryCommitter.commit(liveBinary: config.app.binary, keepingBackup: previous?.swap?.action == .restart)
                 logger.notice("recovery: committed \(BinaryStager.stagedPath(for: config.app.binary)) as \(config.app.binary)")
             } catch {
                 logger.error("recovery: \(error.message)")

@@ -27,12 +27,17 @@ public final class SupervisorMetrics: Sendable {
         // Create the series up front so scrapes see zeros before the first swap.
         for result in ["ok", "failed"] {
             _ = swapCounter(result: result)
+            _ = restartCounter(result: result)
             for kind in ["manual", "auto", "emergency"] { _ = rollbackCounter(kind: kind, result: result) }
         }
     }
 
     private func swapCounter(result: String) -> Counter {
         registry.makeCounter(descriptor: Self.name("swaps", "total", "Swaps by result (rollbacks not included)."), labels: [("result", result)])
+    }
+
+    private func restartCounter(result: String) -> Counter {
+        registry.makeCounter(descriptor: Self.name("restarts", "total", "Zero-downtime restarts (supervisorctl restart) by result."), labels: [("result", result)])
     }
 
     private func rollbackCounter(kind: String, result: String) -> Counter {
@@ -54,6 +59,7 @@ public final class SupervisorMetrics: Sendable {
         case .rollback: rollbackCounter(kind: "manual", result: outcome).increment()
         case .autoRollback: rollbackCounter(kind: "auto", result: outcome).increment()
         case .emergencyRollback: rollbackCounter(kind: "emergency", result: outcome).increment()
+        case .restart: restartCounter(result: outcome).increment()
         }
         for (phase, milliseconds) in result.phasesMS {
             durationHistogram(phase: phase).record(.milliseconds(milliseconds))

@@ -20,6 +20,27 @@ struct ClaimedRequest: Sendable {
     /// Whether a success goes into history (the move that finishes an emergency
     /// rollback does not: the emergency rollback's own line records it).
     var recordsSuccess = true
+    /// A restart's config and launch (nil for the other actions).
+    var restart: RestartPlan? = nil
+}
+
+/// What a restart starts the new instance with, read from the config file when it was asked for.
+struct RestartPlan: Sendable {
+    let changes: RestartChanges
+    let launch: AppLaunch
+
+    /// Progress lines that say what the restart applies and what it does not.
+    var notes: [String] {
+        var lines: [String] = []
+        lines.append(
+            changes.applied.isEmpty
+                ? "the config file's [app] args, env and working_directory are as running: the same binary starts as it runs now"
+                : "applies the config file's \(changes.applied.joined(separator: ", ")) to the new instance")
+        if !changes.notApplied.isEmpty {
+            lines.append("not applied: \(changes.notApplied.joined(separator: ", ")) changed in the config file; a restart only applies [app] args, env and working_directory, the rest takes effect when supervisord starts again")
+        }
+        return lines
+    }
 }
 
 /// Swaps, rollbacks, warm-hold flips and the end of a hold: `OperationMachine`
@@ -41,7 +62,14 @@ extension Supervisor {
     ) -> Result<(ticket: OperationMachine.Ticket, stream: AsyncStream<[UInt8]>), ControlError> {
         let binary = config.app.binary
         let path: String
+        var restart: RestartPlan?
         switch action {
+        case .restart:
+            switch restartPlan() {
+            case .failure(let error): return .failure(error)
+            case .success(let plan): restart = plan
+            }
+            path = binary
         case .swap:
             guard let source, source.hasPrefix("/") else {
                 return .failure(ControlError(.badRequest, "\"binary\" must be an absolute path (supervisorctl resolves relative ones)"))
@@ -63,9 +91,27 @@ extension Supervisor {
             return .failure(controlError(refusal))
         }
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        requests[ticket] = ClaimedRequest(action: action, source: path, callerUID: callerUID, opener: action == .swap ? opener : nil, stream: continuation, recordsSuccess: recordsSuccess)
+        requests[ticket] = ClaimedRequest(
+            action: action, source: path, callerUID: callerUID, opener: action == .swap ? opener : nil, stream: continuation,
+            recordsSuccess: recordsSuccess, restart: restart)
         perform(actions)
         return .success((ticket, stream))
+    }
+
+    /// The config file read again, for a restart (as running when there is no file).
+    private func restartPlan() -> Result<RestartPlan, ControlError> {
+        let running = launch.config
+        guard let configPath else {
+            return .success(RestartPlan(changes: RestartChanges(running: running, file: running), launch: launch))
+        }
+        switch ConfigLoader.load(path: configPath, environment: ProcessEnvironment.current()) {
+        case .failure(let problems):
+            let list = problems.problems.map { "  \($0)" }.joined(separator: "\n")
+            return .failure(ControlError(.configInvalid, "\(configPath) has \(problems.problems.count) problem\(problems.problems.count == 1 ? "" : "s"); nothing was restarted:\n\(list)"))
+        case .success(let file):
+            let changes = RestartChanges(running: running, file: file)
+            return .success(RestartPlan(changes: changes, launch: changes.applied.isEmpty ? launch : launch.with(changes.config)))
+        }
     }
 
     private func controlError(_ refusal: OperationMachine.Refusal) -> ControlError {
@@ -131,7 +177,8 @@ extension Supervisor {
         let continuation = request.stream
         let context = SwapRun.Context(
             id: id, ticket: pending.ticket, action: request.action, source: request.source, callerUID: request.callerUID, opener: request.opener,
-            recordsSuccess: request.recordsSuccess, config: config, owner: self, driver: driver, journal: journal, launch: launch, effects: effects, logger: logger,
+            recordsSuccess: request.recordsSuccess, config: request.restart?.changes.config ?? config, owner: self, driver: driver, journal: journal,
+            launch: request.restart?.launch ?? launch, servingLaunch: launch, notes: request.restart?.notes ?? [], effects: effects, logger: logger,
             report: { line in continuation.yield(Self.encode(line)) })
         let run = SwapRun(context: context, old: old)
         launchJob {

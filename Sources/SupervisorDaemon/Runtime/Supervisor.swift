@@ -21,7 +21,10 @@ public actor Supervisor {
     let logger: Logger
     let notifier: Notifier
     public let metrics: SupervisorMetrics
-    public let launch: AppLaunch
+    /// How the app starts: `[app]` as the daemon read it, or as a restart re-read it.
+    public internal(set) var launch: AppLaunch
+    /// The config file (nil in tests that build a config in memory): a restart reads it again.
+    let configPath: String?
     let driver: any ProxyDriver
     let journal: StateJournal
     let effects: SupervisorEffects
@@ -87,10 +90,11 @@ public actor Supervisor {
     public init(
         config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), metrics: SupervisorMetrics = SupervisorMetrics(),
         journal: StateJournal, initialState: JournalState?, launch: AppLaunch? = nil, driver: (any ProxyDriver)? = nil,
-        effects: SupervisorEffects? = nil, emergency: EmergencyRollbackRecord? = nil,
+        effects: SupervisorEffects? = nil, emergency: EmergencyRollbackRecord? = nil, configPath: String? = nil,
         firstReady: @escaping @Sendable (_ port: Int) async -> String? = { _ in nil }
     ) {
         self.emergency = emergency
+        self.configPath = configPath
         emergencyStatus = emergency.map { .init(id: $0.id, state: .pending) }
         self.effects = effects ?? .live(config: config, journal: journal)
         self.journalWriter = JournalWriter(effects: self.effects)
@@ -271,7 +275,10 @@ public actor Supervisor {
     /// of the replaced one) is not in rotation and is killed.
     /// `executable`: the not yet committed file `target` runs, restarted
     /// instead of `<binary>`.
-    func handOver(to target: Instance, replacing: ChildProcess?, executable: String? = nil) {
+    /// `launch`: how the target instance was started, when a restart changed it
+    /// (so a crash restarts it the same way).
+    func handOver(to target: Instance, replacing: ChildProcess?, executable: String? = nil, launch: AppLaunch? = nil) {
+        if let launch { self.launch = launch }
         if let process, process.pid != target.process.pid, process.pid != replacing?.pid {
             logger.warning("stopping an instance that is not in rotation", metadata: ["pid": "\(process.pid)"])
             process.signal(SIGKILL)
@@ -296,6 +303,11 @@ public actor Supervisor {
     /// The files moved: `<binary>` is what runs, `<binary>.bak` holds `identity`.
     func backupChanged(to identity: BinaryIdentity?) {
         backup = identity
+        uncommittedExecutable = nil
+    }
+
+    /// A restart's commit: `<binary>` is what runs again, `.bak` unchanged.
+    func stagedCopyCommitted() {
         uncommittedExecutable = nil
     }
 

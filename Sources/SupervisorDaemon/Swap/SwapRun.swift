@@ -27,7 +27,12 @@ actor SwapRun {
         let owner: Supervisor
         let driver: any ProxyDriver
         let journal: StateJournal
+        /// How the new instance starts (a restart's re-read `[app]`).
         let launch: AppLaunch
+        /// How the old instance was started: what supervision goes back to if the swap is undone after its switch.
+        let servingLaunch: AppLaunch
+        /// Said before the first phase (what a restart applies).
+        let notes: [String]
         let effects: SupervisorEffects
         let logger: Logger
         let report: @Sendable (SwapStreamLine) -> Void
@@ -53,7 +58,9 @@ actor SwapRun {
         self.context = context
         // The move that finishes an emergency rollback keeps nothing warm: the instance it
         // replaces is the version the operator rolled away from in an emergency.
-        self.machine = SwapMachine(warmHold: context.config.health.watch > .zero && context.action != .emergencyRollback)
+        // Nor does a restart: the old instance runs the same binary, and a rollback
+        // means `.bak`, which a restart leaves alone.
+        self.machine = SwapMachine(warmHold: context.config.health.watch > .zero && context.action != .emergencyRollback && context.action != .restart)
         self.old = old
         self.oldIdentity = ProcessIdentity.of(pid: old.process.pid)
         newPort = context.config.app.sidePort(after: old.port)
@@ -102,7 +109,7 @@ actor SwapRun {
             return await drainOld()
         case .handBackToOld:
             handedOver = false
-            await context.owner.handOver(to: old, replacing: newChild)
+            await context.owner.handOver(to: old, replacing: newChild, launch: context.servingLaunch)
             return nil
         case .switchProxyBack:
             return await switchProxyBack()
@@ -159,6 +166,7 @@ actor SwapRun {
     }
 
     private func stage() async -> SwapMachine.Event {
+        for note in context.notes { progress(.stage, note) }
         let source = context.source, binary = context.config.app.binary
         let opener = context.opener, group = context.launch.runAs.app?.gid
         do {
@@ -167,7 +175,9 @@ actor SwapRun {
                 try BinaryStager.stage(source: source, liveBinary: binary, opener: opener, group: group)
             }
             staged = result
-            progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + (result.sha256 == old.identity.sha256 ? "; note: identical to the running binary" : ""))
+            let identical = result.sha256 == old.identity.sha256
+            let note = context.action == .restart ? (identical ? "" : "; note: not the running binary (\(old.identity.sha256?.prefix(12) ?? "unknown")): \(binary) changed since it started") : (identical ? "; note: identical to the running binary" : "")
+            progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + note)
             return .staged
         } catch {
             return .failed(error)
@@ -253,7 +263,9 @@ actor SwapRun {
         }
         // From here the new instance serves: it is the one supervised.
         if let newChild {
-            await context.owner.handOver(to: Instance(process: newChild, port: newPort, identity: newIdentityFacts), replacing: old.process, executable: staged?.path)
+            await context.owner.handOver(
+                to: Instance(process: newChild, port: newPort, identity: newIdentityFacts), replacing: old.process, executable: staged?.path,
+                launch: context.launch)
             handedOver = true
         }
         if let error = await runHooks(.afterSwitch, phase: .switch) {
@@ -329,13 +341,19 @@ actor SwapRun {
 
     private func commit() async -> SwapMachine.Event {
         if let staged, let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
+        let binary = context.config.app.binary, restart = context.action == .restart
         do {
-            try BinaryCommitter.commit(liveBinary: context.config.app.binary)
+            try BinaryCommitter.commit(liveBinary: binary, keepingBackup: restart)
         } catch {
             return .failed(error)
         }
-        progress(.commit, "\(context.config.app.binary) is the new binary; the previous one is kept as \(BinaryCommitter.backupPath(for: context.config.app.binary))")
-        await context.owner.backupChanged(to: old.identity)
+        if restart {
+            progress(.commit, "\(binary) runs again; \(BinaryCommitter.backupPath(for: binary)) is left as it was")
+            await context.owner.stagedCopyCommitted()
+        } else {
+            progress(.commit, "\(binary) is the new binary; the previous one is kept as \(BinaryCommitter.backupPath(for: binary))")
+            await context.owner.backupChanged(to: old.identity)
+        }
         return .committed
     }
 
@@ -374,7 +392,7 @@ actor SwapRun {
                 progress(.done, "warning: \(hookError.message)")
             }
         } else {
-            if context.action != .swap, let hookError = await runHooks(.onRollback, phase: .done) {
+            if context.action.isRollback, let hookError = await runHooks(.onRollback, phase: .done) {
                 progress(.done, "warning: \(hookError.message)")
             }
             context.logger.notice("\(context.action.rawValue) done in \(total) ms", metadata: ["swap.id": "\(context.id)", "pid": "\(newChild?.pid ?? 0)", "port": "\(newPort)"])
