@@ -110,12 +110,58 @@ static void write_pid_digits(char *slot, pid_t pid) {
     slot[n] = '\0';
 }
 
+/* Writes `value` in decimal at `slot`; returns the position after it. */
+static char *write_decimal(char *slot, unsigned long long value) {
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0 && n < 23);
+    for (int i = 0; i < n; i++) slot[i] = digits[n - 1 - i];
+    return slot + n;
+}
+
+/* See struct csup_journal_stream. Async-signal-safe. */
+static void connect_journal_stream(const struct csup_journal_stream *journal) {
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return;
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    static const char socket_path[] = "/run/systemd/journal/stdout";
+    memcpy(address.sun_path, socket_path, sizeof(socket_path));
+    if (connect(s, (struct sockaddr *)&address, sizeof(address)) != 0 || shutdown(s, SHUT_RD) != 0) {
+        close(s);
+        return;
+    }
+    const char *next = journal->header;
+    int left = journal->header_length;
+    while (left > 0) {
+        ssize_t n = write(s, next, (size_t)left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { close(s); return; }
+        next += n;
+        left -= (int)n;
+    }
+    struct stat info;
+    if (fstat(s, &info) != 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0) { close(s); return; }
+    if (journal->env_slot != NULL) {
+        char *end = write_decimal(journal->env_slot, (unsigned long long)info.st_dev);
+        *end++ = ':';
+        end = write_decimal(end, (unsigned long long)info.st_ino);
+        *end = '\0';
+    }
+    if (s > 2) close(s);
+}
+
 /* Child side: only async-signal-safe calls from here to execve. */
 static void child_exec(const char *path, char *const argv[], char *const envp[],
                        const char *working_directory,
                        const int *keep_fds, int n_keep_fds,
                        char *listen_pid_slot, int stdout_fd, int stderr_fd, int new_session,
-                       const struct csup_credentials *credentials, int report_fd) {
+                       const struct csup_credentials *credentials,
+                       const struct csup_journal_stream *journal, int report_fd) {
     int err = 0;
     /* Every signal is blocked here (the parent blocked them around fork):
        reset every disposition first, then unblock. An ignored signal
@@ -149,6 +195,8 @@ static void child_exec(const char *path, char *const argv[], char *const envp[],
     if (stderr_fd >= 0 && dup2(stderr_fd, 2) < 0) { err = errno; goto fail; }
     if (credentials != NULL && (err = take_credentials(credentials, 1)) != 0) goto fail;
     if (working_directory != NULL && chdir(working_directory) != 0) { err = errno; goto fail; }
+    /* With the app's own identity: journald records its uid as well as its pid. */
+    if (journal != NULL) connect_journal_stream(journal);
 
     /* Move kept fds above the range we will fill, then dup them into 3, 4, ... */
     int high_base = 3 + n_keep_fds + 64;
@@ -205,6 +253,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  char *listen_pid_slot,
                  int stdout_fd, int stderr_fd, int new_session,
                  const struct csup_credentials *credentials,
+                 const struct csup_journal_stream *journal,
                  int *error_out) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -215,7 +264,7 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
     pid_t pid = fork_signals_blocked(&fork_errno);
     if (pid == 0) {
         close(pipefd[0]);
-        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdout_fd, stderr_fd, new_session, credentials, pipefd[1]);
+        child_exec(path, argv, envp, working_directory, keep_fds, n_keep_fds, listen_pid_slot, stdout_fd, stderr_fd, new_session, credentials, journal, pipefd[1]);
     }
     if (pid < 0) {
         *error_out = fork_errno;

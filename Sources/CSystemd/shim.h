@@ -2,6 +2,7 @@
 #define CSYSTEMD_SHIM_H
 
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 
 /* sd_notifyf and friends are variadic; Swift formats the string itself and
    calls these typed entry points instead. */

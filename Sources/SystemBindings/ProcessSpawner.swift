@@ -22,6 +22,10 @@ public struct SpawnRequest: Sendable {
     /// Run as this identity (nil: the supervisor's own). `environment` is
     /// used as given: the caller sets HOME, USER and LOGNAME.
     public var credentials: ProcessCredentials?
+    /// Under journald: the child connects a journal stream of its own under
+    /// this identifier as its stdout and stderr (nil: inherited, as are they
+    /// when there is no journald to connect to). See `JournalStream`.
+    public var journalIdentifier: String?
 
     public init(
         executable: String, arguments: [String] = [], environment: [String: String] = [:],
@@ -55,8 +59,9 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 public enum ProcessSpawner {
     public static func spawn(_ request: SpawnRequest) throws(SpawnError) -> ChildProcess {
         let argv = [request.executable] + request.arguments
+        let journal = request.journalIdentifier.flatMap(JournalStream.init(identifier:))
         var envEntries = request.environment
-            .filter { $0.key != "LISTEN_PID" }
+            .filter { $0.key != "LISTEN_PID" && !(journal != nil && $0.key == "JOURNAL_STREAM") }
             .sorted { $0.key < $1.key }
             .map { "\($0.key)=\($0.value)" }
 
@@ -67,7 +72,10 @@ public enum ProcessSpawner {
         }
 
         let cArgv = argv.map { strdup($0) } + [nil]
-        let cEnv = envEntries.map { strdup($0) } + [nil]
+        // The JOURNAL_STREAM entry, last, is the child's to fill in (see `JournalStream`).
+        var cEnv = envEntries.map { strdup($0) }
+        if let journal { cEnv.append(journal.environmentEntry) }
+        cEnv.append(nil)
         defer {
             cArgv.forEach { free($0) }
             cEnv.forEach { free($0) }
@@ -81,11 +89,13 @@ public enum ProcessSpawner {
             request.passedDescriptors.withUnsafeBufferPointer { fds in
                 cArgv.withUnsafeBufferPointer { argvPointer in
                     cEnv.withUnsafeBufferPointer { envPointer in
-                        csup_spawn(
-                            request.executable, argvPointer.baseAddress, envPointer.baseAddress,
-                            request.workingDirectory, fds.baseAddress, Int32(fds.count), slot,
-                            request.outputDescriptor ?? -1, request.errorDescriptor ?? request.outputDescriptor ?? -1,
-                            request.newSession ? 1 : 0, credentials, &error)
+                        JournalStream.withC(journal, slot: journal.map { _ in cEnv[cEnv.count - 2] }) { stream in
+                            csup_spawn(
+                                request.executable, argvPointer.baseAddress, envPointer.baseAddress,
+                                request.workingDirectory, fds.baseAddress, Int32(fds.count), slot,
+                                request.outputDescriptor ?? -1, request.errorDescriptor ?? request.outputDescriptor ?? -1,
+                                request.newSession ? 1 : 0, credentials, stream, &error)
+                        }
                     }
                 }
             }

@@ -88,12 +88,27 @@ int csup_open_as(const char *path, const struct csup_credentials *credentials, i
  * Returns the pid, or -1 with *error_out set to the errno of the failing step
  * (for exec failures, reported back through a CLOEXEC pipe).
  */
+/* A journal stream of the child's own: it connects to journald's stdout
+ * socket itself (so journald records its pid and uid, not the daemon's),
+ * sends `header` (identifier, unit, priority, level prefix, forwarding:
+ * sd_journal_stream_fd's protocol) and makes the socket its stdout and
+ * stderr. `env_slot`, when not NULL, points into envp's storage just after
+ * "JOURNAL_STREAM=" with room for 48 characters: the child writes the new
+ * stream's "device:inode" there. When it cannot connect, everything stays
+ * inherited (and the slot as it was). */
+struct csup_journal_stream {
+    const char *header;
+    int header_length;
+    char *env_slot;
+};
+
 pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
                  const char *working_directory,
                  const int *keep_fds, int n_keep_fds,
                  char *listen_pid_slot,
                  int stdout_fd, int stderr_fd, int new_session,
                  const struct csup_credentials *credentials,
+                 const struct csup_journal_stream *journal,
                  int *error_out);
 
 /* Activity of established TCP connections whose local port is `port`

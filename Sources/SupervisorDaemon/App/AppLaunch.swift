@@ -58,6 +58,9 @@ public final class AppLaunch: Sendable {
     public func prepare(executable: String, port: Int) throws(ProcessError) -> Prepared {
         var request = ProcessEnvironment.appSpawnRequest(executable: executable, config: config.app, port: port)
         request.credentials = runAs.app
+        // Under journald each instance writes to a journal stream of its own,
+        // named after the service: its last lines can be read back by pid.
+        request.journalIdentifier = config.name
         // A login's HOME, USER and LOGNAME, unless [app] env names them.
         for (key, value) in runAs.app?.environment ?? [:] where config.app.env[key] == nil {
             request.environment[key] = value

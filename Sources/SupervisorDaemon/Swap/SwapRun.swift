@@ -244,7 +244,7 @@ actor SwapRun {
             }
             return .newHealthy
         case .exited(let status):
-            return .failed(SwapError(.appExited, "the new binary \(status) before it became healthy; see its output in the service's log"))
+            return .failed(SwapError(.appExited, "the new binary \(status) before it became healthy; \(await Self.lastLines(of: newChild.pid))"))
         case .timedOut(let lastProblem):
             return .failed(SwapError(.healthTimeout, "the new binary was not healthy within \(context.config.health.startTimeout.humanReadable) (last probe of \(gate.probe.url(port: newPort)): \(lastProblem))"))
         }
@@ -294,7 +294,7 @@ actor SwapRun {
             group.cancelAll()
             return first
         }
-        if let status = newChild?.exitStatus { return newExitedWhileDraining(status) }
+        if let status = newChild?.exitStatus { return await newExitedWhileDraining(status) }
         switch drained ?? .unobservable {
         case .quiet(let left):
             progress(.drain, left == 0 ? "old instance has no connections" : "old instance quiet (\(left) idle keep-alive connection\(left == 1 ? "" : "s") left to close)")
@@ -306,11 +306,12 @@ actor SwapRun {
         return .drained
     }
 
-    private func newExitedWhileDraining(_ status: ExitStatus) -> SwapMachine.Event {
+    private func newExitedWhileDraining(_ status: ExitStatus) async -> SwapMachine.Event {
         let pid = newChild?.pid ?? 0
+        let output = await Self.lastLines(of: pid)
         progress(.drain, "the new instance (pid \(pid)) \(status) after the switch; switching back to the old instance (pid \(old.process.pid), port \(old.port)), which never stopped")
         return .newExitedWhileDraining(
-            SwapError(.appExited, "the new binary (pid \(pid)) \(status) after the switch, while the old instance drained; the proxy was switched back to the old instance (pid \(old.process.pid), port \(old.port)); see the new binary's output in the service's log"))
+            SwapError(.appExited, "the new binary (pid \(pid)) \(status) after the switch, while the old instance drained; the proxy was switched back to the old instance (pid \(old.process.pid), port \(old.port)); \(output)"))
     }
 
     private func switchProxyBack() async -> SwapMachine.Event {
@@ -361,6 +362,14 @@ actor SwapRun {
         guard let newChild else { return }
         let status = await ProcessStopper.stop(newChild, signal: context.config.app.stopSignal.number, timeout: min(context.config.app.stopTimeout, .seconds(5)))
         progress(.revert, "stopped the new instance (pid \(newChild.pid)): \(status)")
+    }
+
+    /// Where the output of an instance that exited is: its last lines, read
+    /// back from the journal (its own stream), or where to look.
+    static func lastLines(of pid: Int32) async -> String {
+        let lines = JournalStream.isAvailable ? await JournalTail.settledLines(pid: pid) : []
+        guard !lines.isEmpty else { return "see its output in the service's log" }
+        return "its last lines (journalctl _PID=\(pid)):\n" + lines.map { "    " + $0 }.joined(separator: "\n")
     }
 
     /// What the new instance runs: the staged copy's sha256 and version.
