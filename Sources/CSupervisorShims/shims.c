@@ -351,6 +351,32 @@ static int sock_diag_both(uint32_t states, uint8_t extensions, uint16_t port, di
     return rc;
 }
 
+struct peers { struct csup_tcp_peer *out; int capacity; int count; };
+
+static void collect_peer(struct inet_diag_msg *msg, struct rtattr *attr, int len, void *context) {
+    (void)attr;
+    (void)len;
+    struct peers *peers = context;
+    if (peers->count < peers->capacity) {
+        struct csup_tcp_peer *peer = &peers->out[peers->count];
+        memset(peer, 0, sizeof(*peer));
+        peer->family = msg->idiag_family;
+        peer->state = msg->idiag_state;
+        peer->remote_port = ntohs(msg->id.idiag_dport);
+        memcpy(peer->remote_address, msg->id.idiag_dst, sizeof(peer->remote_address));
+    }
+    peers->count++;
+}
+
+int csup_tcp_port_peers(uint16_t port, struct csup_tcp_peer *out, int capacity) {
+    struct peers peers = { out, capacity, 0 };
+    /* Every state but LISTEN: established, closing, and TIME_WAIT (a
+       connection the app closed first stays visible for a minute). */
+    uint32_t states = 0xFFFu & ~(1u << 10 /* TCP_LISTEN */);
+    if (sock_diag_both(states, 0, port, collect_peer, &peers) != 0) return -1;
+    return peers.count;
+}
+
 struct activity { int connections; uint32_t min_idle_ms; };
 
 static void count_activity(struct inet_diag_msg *msg, struct rtattr *attr, int len, void *context) {

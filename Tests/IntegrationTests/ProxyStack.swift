@@ -15,7 +15,8 @@ final class ProxyStack {
     init(
         _ kind: ProxyKindUnderTest = .caddy, v1Flags: [String] = [], fault: ProxyFault? = nil,
         daemonEnvironment: [String: String] = [:],
-        options: (inout DaemonUnderTest.Options) -> Void = { _ in }
+        options: (inout DaemonUnderTest.Options) -> Void = { _ in },
+        checkURL: ((_ proxyPort: Int) -> String)? = nil
     ) throws {
         let ports = FreePort.pick(2)
         proxy = kind.make(initialUpstreamPort: ports[0])
@@ -26,7 +27,8 @@ final class ProxyStack {
         try FileManager.default.copyItem(atPath: v1, toPath: live)
         var settings = DaemonUnderTest.Options()
         settings.binary = live
-        settings.proxySection = proxy.proxySection(fault: fault)
+        let proxyPort = proxy.listenPort
+        settings.proxySection = proxy.proxySection(fault: fault) + (checkURL.map { "\ncheck_url = \"\($0(proxyPort))\"\n" } ?? "")
         settings.ports = ports
         settings.extraApp = #"version_command = ["{binary}", "--version"]"#
         options(&settings)

@@ -194,6 +194,51 @@ extension UnderLoad {
     }
 }
 
+extension UnderLoad {
+    /// `[proxy] check_url`: a request through the proxy must reach the new
+    /// instance (a connection on its port the switch opened), else the
+    /// switch is undone.
+    @Suite(.serialized, .timeLimit(.minutes(5)))
+    struct RouteCheckTests {
+        @Test(arguments: [ProxyKindUnderTest.nginx, .caddy])
+        func aRequestThroughTheProxyConfirmsTheSwitch(_ kind: ProxyKindUnderTest) throws {
+            try #require(kind.isInstalled && LoadGenerator.isInstalled, "\(kind) and wrk: run scripts/test.sh")
+            let stack = try ProxyStack(kind, checkURL: { "http://127.0.0.1:\($0)/health" })
+            #expect(stack.daemon.waitUntilRunning() != nil, "\(stack.daemon.log)")
+            let load = try LoadGenerator(port: stack.proxy.listenPort)
+            let (result, _) = try stack.swap(stack.version("v2"))
+            load.finish().expectNothingFailed("\(kind) swap confirmed through check_url", through: kind, caddyReloads: 1)
+            #expect(result.exitCode == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("confirmed end to end: GET http://127.0.0.1:\(stack.proxy.listenPort)/health answered HTTP 200, and the new instance"), "\(result.stderr)")
+            #expect(stack.proxy.servedVersion() == "v2")
+        }
+
+        @Test(arguments: [ProxyKindUnderTest.nginx, .caddy])
+        func aCheckURLThatDoesNotReachTheNewInstanceUndoesTheSwitch(_ kind: ProxyKindUnderTest) throws {
+            try #require(kind.isInstalled, "\(kind): run scripts/test.sh")
+            // Something else answers the check URL: a demo-app the proxy does not route to.
+            let strayPort = FreePort.pick()[0]
+            let scratch = TemporaryDirectory("stray")
+            let stray = try TestProcess(Binaries.demoApp, ["--port", String(strayPort), "--version-tag", "stray"], stdout: scratch.file("out"))
+            defer { stray.stop(SIGKILL, grace: 0) }
+            #expect(eventually(timeout: 10) { isListening(port: strayPort) })
+            let stack = try ProxyStack(kind, options: { $0.drainTimeout = "2s" }, checkURL: { _ in "http://127.0.0.1:\(strayPort)/health" })
+            let before = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+
+            // No load here: any request through the proxy that reaches the new
+            // instance is evidence too (the positive test runs under wrk).
+            let (result, json) = try stack.swap(stack.version("v2"))
+            #expect(result.exitCode == 1, "\(result.stderr)")
+            #expect((json?["error"] as? [String: Any])?["code"] as? String == "proxy_not_confirmed", "\(result.stdout)")
+            #expect(result.stderr.contains("no connection reached the new instance's port"), "\(result.stderr)")
+            #expect(result.stderr.contains("the proxy points at the old instance again"), "\(result.stderr)")
+            #expect(stack.proxy.servedVersion() == "v1")
+            #expect(stack.daemon.status()?["pid"] as? Int == before["pid"] as? Int)
+            stack.expectNothingStray()
+        }
+    }
+}
+
 extension ProxyUnderTest {
     /// The operator's own reload after editing the proxy's config.
     func reloadByHand() throws {

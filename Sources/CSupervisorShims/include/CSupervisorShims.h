@@ -117,6 +117,18 @@ pid_t csup_spawn(const char *path, char *const argv[], char *const envp[],
    Returns 0, or -1 with errno. */
 int csup_tcp_port_activity(uint16_t port, int *connections, uint32_t *min_idle_ms);
 
+/* One TCP connection on a local port (sock_diag), any state but LISTEN. */
+struct csup_tcp_peer {
+    uint8_t family;
+    uint8_t state;
+    uint16_t remote_port;
+    uint32_t remote_address[4];
+};
+
+/* The connections whose local port is `port` (IPv4 and IPv6): up to
+   `capacity` written to `out`; returns how many there are, or -1 (errno). */
+int csup_tcp_port_peers(uint16_t port, struct csup_tcp_peer *out, int capacity);
+
 /* Inodes of the listening TCP sockets (IPv4 and IPv6, any address) whose
    local port is `port` (sock_diag). Stores at most `capacity`; returns how
    many there are, or -1 with errno. */

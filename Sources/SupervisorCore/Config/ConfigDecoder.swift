@@ -216,6 +216,14 @@ public enum ConfigDecoder {
         let admin = proxy.string("admin")
         let upstreamID = proxy.string("upstream_id")
         let pidFile = proxy.absolutePath("pid_file")
+        let checkURL = proxy.string("check_url")
+        if let checkURL {
+            if !(checkURL.hasPrefix("http://") || checkURL.hasPrefix("https://")) {
+                proxy.problem("check_url", "must be an http:// or https:// URL served through the proxy, got \"\(checkURL)\"")
+            } else if kind == .none {
+                proxy.problem("check_url", "needs a proxy (kind \"caddy\", \"caddy-api\" or \"nginx\"): it is requested through the proxy after each switch")
+            }
+        }
 
         switch kind {
         case .caddy, .nginx:
@@ -248,7 +256,7 @@ public enum ConfigDecoder {
             kind: kind, upstreamFile: upstreamFile, config: config, upstreamTemplate: template,
             validate: validate, reload: reload,
             admin: admin ?? ((kind == .caddy || kind == .caddyAPI) ? "http://127.0.0.1:2019" : nil),
-            upstreamID: upstreamID, pidFile: pidFile)
+            upstreamID: upstreamID, pidFile: pidFile, checkURL: checkURL)
     }
 
     public static func defaultUpstreamTemplate(_ kind: ProxyKind) -> String {

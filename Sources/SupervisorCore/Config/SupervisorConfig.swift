@@ -113,6 +113,9 @@ public struct ProxyConfig: Sendable, Equatable {
     public var admin: String?
     public var upstreamID: String?
     public var pidFile: String?
+    /// A URL served through the proxy: after each switch a GET of it must
+    /// reach the new instance (end-to-end evidence), else the switch is undone.
+    public var checkURL: String? = nil
 }
 
 public struct HooksConfig: Sendable, Equatable {

@@ -256,11 +256,35 @@ actor SwapRun {
         // while the old instance still serves.
         if let staged, let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
         let log: @Sendable (String) -> Void = { [self] message in self.progress(.switch, message) }
+        let check = context.config.proxy.checkURL.map { RouteCheck(url: $0, timeout: max(context.config.drain.timeout, .seconds(2))) }
+        let baseline = check == nil ? nil : TCPPeers.onLocalPort(newPort)
         do {
             try await context.driver.switchUpstream(to: newPort, log: log)
         } catch {
             return .failed(error)
         }
+        if let check {
+            switch await check.confirm(newPort: newPort, baseline: baseline) {
+            case .reached(let evidence):
+                progress(.switch, "confirmed end to end: \(evidence)")
+            case .notReached(let problem):
+                progress(.switch, "no evidence that traffic reaches the new instance: \(problem); pointing the proxy back at the old instance (port \(old.port))")
+                do {
+                    try await context.driver.switchUpstream(to: old.port, log: log)
+                } catch {
+                    // The proxy accepted the new upstream and cannot be moved back: stopping
+                    // the new instance now could leave nothing serving. It goes on, said loudly.
+                    progress(.switch, "warning: pointing the proxy back failed too (\(error.message) [\(error.code)]); the swap goes on with the new instance, which is healthy")
+                    return await switched()
+                }
+                return .failed(SwapError(.proxyNotConfirmed, "the proxy did not route to the new instance within \(check.timeout.humanReadable): \(problem); the proxy points at the old instance again (check [proxy] check_url)"))
+            }
+        }
+        return await switched()
+    }
+
+    /// The new instance serves: it is the one supervised from here.
+    private func switched() async -> SwapMachine.Event {
         // From here the new instance serves: it is the one supervised.
         if let newChild {
             await context.owner.handOver(
