@@ -9,12 +9,15 @@ public struct CommandOutcome: Sendable {
     public let status: ExitStatus
     public let output: String
     public let timedOut: Bool
+    /// The output was longer than the runner's limit and was cut there.
+    public var truncated = false
 
-    public init(argv: [String], status: ExitStatus, output: String, timedOut: Bool) {
+    public init(argv: [String], status: ExitStatus, output: String, timedOut: Bool, truncated: Bool = false) {
         self.argv = argv
         self.status = status
         self.output = output
         self.timedOut = timedOut
+        self.truncated = truncated
     }
 
     public var succeeded: Bool { status == .exited(code: 0) && !timedOut }
@@ -38,7 +41,7 @@ public enum CommandRunner {
     public static func run(
         _ argv: [String], environment: [String: String], workingDirectory: String? = nil,
         credentials: ProcessCredentials? = nil,
-        timeout: Duration, onOutputLine: (@Sendable (String) -> Void)? = nil
+        timeout: Duration, outputLimit: Int = 1 << 20, onOutputLine: (@Sendable (String) -> Void)? = nil
     ) async throws(SpawnError) -> CommandOutcome {
         var fds: [Int32] = [0, 0]
         guard csup_pipe_cloexec(&fds) == 0 else {
@@ -62,10 +65,10 @@ public enum CommandRunner {
         }
         close(writeEnd)
 
-        let output = await withTaskGroup(of: String?.self) { group in
+        let output = await withTaskGroup(of: (String, Bool)?.self) { group in
             group.addTask {
-                await BlockingThread.run { () -> String in
-                    readAll(readEnd, child: child, onLine: onOutputLine)
+                await BlockingThread.run { () -> (String, Bool) in
+                    readAll(readEnd, child: child, limit: outputLimit, onLine: onOutputLine)
                 }
             }
             group.addTask {
@@ -78,11 +81,11 @@ public enum CommandRunner {
             }
             let text = await group.next() ?? nil
             group.cancelAll()
-            return text ?? ""
+            return text ?? ("", false)
         }
         let status = await child.waitForExit() ?? .unknown
         let timedOut = status == .signaled(signal: SIGKILL)
-        return CommandOutcome(argv: argv, status: status, output: output, timedOut: timedOut)
+        return CommandOutcome(argv: argv, status: status, output: output.0, timedOut: timedOut, truncated: output.1)
     }
 
     /// `argv[0]` as execve needs it: a path, looked up in PATH when bare.
@@ -98,9 +101,10 @@ public enum CommandRunner {
 
     /// Reads until EOF, or until one second after the child exited (a
     /// grandchild it left behind may hold the pipe open forever).
-    private static func readAll(_ fd: Int32, child: ChildProcess, onLine: (@Sendable (String) -> Void)?) -> String {
+    private static func readAll(_ fd: Int32, child: ChildProcess, limit: Int, onLine: (@Sendable (String) -> Void)?) -> (String, Bool) {
         defer { close(fd) }
         var collected: [UInt8] = []
+        var truncated = false
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 8192)
         var graceAfterExit = 10
@@ -121,7 +125,12 @@ public enum CommandRunner {
             let count = read(fd, &buffer, buffer.count)
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { break }
-            if collected.count < 1 << 20 { collected.append(contentsOf: buffer[0..<count]) }
+            if collected.count + count <= limit {
+                collected.append(contentsOf: buffer[0..<count])
+            } else {
+                collected.append(contentsOf: buffer[0..<max(0, limit - collected.count)])
+                truncated = true
+            }
             if let onLine {
                 pending.append(contentsOf: buffer[0..<count])
                 while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -131,6 +140,6 @@ public enum CommandRunner {
             }
         }
         if let onLine, !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
-        return String(decoding: collected, as: UTF8.self)
+        return (String(decoding: collected, as: UTF8.self), truncated)
     }
 }

@@ -28,7 +28,7 @@ import Testing
     @Test func theIncludeInAnUpstreamThatAProxyPassUsesIsWired() {
         let text = Self.dump([("/etc/nginx/nginx.conf", Self.wiredMain), (Self.upstream, "server 127.0.0.1:8081;\n")])
         #expect(NginxWiring.problem(dump: text, upstreamFile: Self.upstream) == nil)
-        #expect(NginxWiring.wiredUpstreams(dump: text, upstreamFile: Self.upstream) == ["app"])
+        #expect(NginxWiring.verdict(dump: text, upstreamFile: Self.upstream) == .wired(["app"]))
     }
 
     @Test func relativeAndGlobIncludesAreExpandedLikeNginxDoes() {
@@ -76,6 +76,44 @@ import Testing
     @Test func theDumpCommandComesFromTheValidateCommand() {
         #expect(ProxyWiringCheck.nginxDumpCommand(validate: ["nginx", "-c", "/x.conf", "-t", "-q"]) == ["nginx", "-c", "/x.conf", "-T"])
         #expect(ProxyWiringCheck.nginxDumpCommand(validate: ["/usr/local/bin/check-nginx"]) == nil)
+        // Another program's -t is not nginx's: never rewritten.
+        #expect(ProxyWiringCheck.nginxDumpCommand(validate: ["docker", "exec", "-t", "web", "nginx", "-t"]) == nil)
+        #expect(ProxyWiringCheck.nginxDumpCommand(validate: ["sudo", "nginx", "-t", "-q"]) == nil)
+        #expect(ProxyWiringCheck.nginxDumpCommand(validate: ["/usr/sbin/nginx", "-p", "/srv", "-t"]) == ["/usr/sbin/nginx", "-p", "/srv", "-T"])
+    }
+
+    @Test func anUpstreamChosenByAVariableCannotBeToldAndIsNotRefused() {
+        let main = "events {}\nhttp { upstream app { include /etc/nginx/upstreams/app.conf; } server { set $b app; location / { proxy_pass http://$b; } } }\n"
+        let text = Self.dump([("/etc/nginx/nginx.conf", main), (Self.upstream, "server 127.0.0.1:8081;\n")])
+        guard case .undecidable = NginxWiring.verdict(dump: text, upstreamFile: Self.upstream) else {
+            Issue.record("\(NginxWiring.verdict(dump: text, upstreamFile: Self.upstream))")
+            return
+        }
+        #expect(NginxWiring.problem(dump: text, upstreamFile: Self.upstream) == nil)
+    }
+
+    @Test func anotherServerBesideTheIncludeIsNamedABackupIsFine() throws {
+        func text(_ extra: String) -> String {
+            let main = "events {}\nhttp { upstream App { include /etc/nginx/upstreams/app.conf; \(extra) } server { location / { proxy_pass http://app:80/x; } } }\n"
+            return Self.dump([("/etc/nginx/nginx.conf", main), (Self.upstream, "server 127.0.0.1:8081;\n")])
+        }
+        let problem = try #require(NginxWiring.problem(dump: text("server 127.0.0.1:9000;"), upstreamFile: Self.upstream))
+        #expect(problem.contains("also lists `server 127.0.0.1:9000`"), "\(problem)")
+        #expect(NginxWiring.verdict(dump: text("server 127.0.0.1:9000 backup;"), upstreamFile: Self.upstream) == .wired(["app"]))
+    }
+
+    @Test func aStrayBraceOrAQuoteInsideAWordDoesNotEndTheParse() {
+        let main = """
+            events {}
+            }
+            http {
+                add_header X-Note don't;
+                upstream app { include /etc/nginx/upstreams/app.conf; }
+                server { location / { proxy_pass http://app; } }
+            }
+            """
+        let text = Self.dump([("/etc/nginx/nginx.conf", main), (Self.upstream, "server 127.0.0.1:8081;\n")])
+        #expect(NginxWiring.verdict(dump: text, upstreamFile: Self.upstream) == .wired(["app"]))
     }
 
     @Test func caddyDialsAreFoundInNestedRoutesOfHTTPServers() {
@@ -85,6 +123,9 @@ import Testing
         #expect(CaddyWiring.routes(adapted: Array(adapted.utf8), toPort: 41234))
         #expect(!CaddyWiring.routes(adapted: Array(adapted.utf8), toPort: 8081))
         #expect(CaddyWiring.reverseProxyDials(adapted: Array(#"{"apps":{}}"#.utf8)).isEmpty)
+        let twoDials = #"{"apps":{"http":{"servers":{"s":{"routes":[{"handle":[{"handler":"reverse_proxy","upstreams":[{"dial":"127.0.0.1:41234"},{"dial":"127.0.0.1:8081"}]}]}]}}}}}"#
+        #expect(CaddyWiring.otherDials(adapted: Array(twoDials.utf8), besidePort: 41234) == ["127.0.0.1:8081"])
+        #expect(CaddyWiring.otherDials(adapted: Array(adapted.utf8), besidePort: 41234).isEmpty)
     }
 }
 

@@ -48,7 +48,7 @@ public struct NginxDriver: ProxyDriver {
         var change = FileSwitch(proxyName: "nginx", upstream: upstream, commands: switchCommands)
         if switchCommands.validate != commands.validate {
             let path = upstream.path
-            change.inspectValidation = { outcome in NginxWiring.problem(dump: outcome.output, upstreamFile: path) }
+            change.inspectValidation = { outcome in outcome.truncated ? nil : NginxWiring.problem(dump: outcome.output, upstreamFile: path) }
         }
         try await change.perform(
             port: port, log: log,

@@ -9,38 +9,54 @@ import Glibc
 /// globs), and the file must be included inside an `upstream NAME { … }`
 /// block that a `proxy_pass` (or `grpc_pass`, …) names.
 public enum NginxWiring {
-    /// Nil when wired; else what is missing, in words an operator can act on.
+    public enum Verdict: Equatable, Sendable {
+        /// Routed through the file, by these upstream names.
+        case wired([String])
+        /// Not routed through it: what is missing, in words an operator can act on.
+        case notWired(String)
+        /// The config decides at request time (`proxy_pass http://$backend`): cannot tell.
+        case undecidable(String)
+    }
+
+    /// Nil when wired (or undecidable); else what is missing.
     public static func problem(dump: String, upstreamFile: String) -> String? {
+        if case .notWired(let problem) = verdict(dump: dump, upstreamFile: upstreamFile) { return problem }
+        return nil
+    }
+
+    public static func verdict(dump: String, upstreamFile: String) -> Verdict {
         let files = Self.files(inDump: dump)
         guard let main = files.first else {
-            return "`nginx -T` printed no configuration"
+            return .notWired("`nginx -T` printed no configuration")
         }
         let target = Set([upstreamFile, realPath(upstreamFile)].compactMap { $0 })
         let loaded = files.contains { target.contains($0.path) || realPath($0.path).map(target.contains) == true }
         guard loaded else {
             let list = files.map(\.path).joined(separator: ", ")
-            return "nginx does not load \(upstreamFile): no `include` in its config reaches it (it loads \(list)); put `include \(upstreamFile);` inside an `upstream NAME { … }` block that a `proxy_pass http://NAME;` uses"
+            return .notWired("nginx does not load \(upstreamFile): no `include` in its config reaches it (it loads \(list)); put `include \(upstreamFile);` inside an `upstream NAME { … }` block that a `proxy_pass http://NAME;` uses")
         }
         var walk = Walk(files: files, directory: directoryName(main.path), target: target)
         walk.visit(parse(main.text), file: main.path, upstream: nil, depth: 0)
         if walk.wiredUpstreams.isEmpty {
-            return "nginx loads \(upstreamFile), but not inside an `upstream NAME { … }` block; put its `include` there and point `proxy_pass http://NAME;` at it"
+            if !walk.reachedTarget {
+                return .undecidable("nginx loads \(upstreamFile), through an include this check cannot follow")
+            }
+            return .notWired("nginx loads \(upstreamFile), but not inside an `upstream NAME { … }` block; put its `include` there and point `proxy_pass http://NAME;` at it")
         }
-        if walk.wiredUpstreams.isDisjoint(with: walk.passedTo) {
-            let names = walk.wiredUpstreams.sorted().joined(separator: ", ")
-            return "upstream \(names) includes \(upstreamFile), but no `proxy_pass` sends traffic to it (for example `proxy_pass http://\(walk.wiredUpstreams.sorted()[0]);`)"
+        let used = walk.wiredUpstreams.intersection(walk.passedTo).sorted()
+        if used.isEmpty {
+            let names = walk.wiredUpstreams.sorted()
+            if walk.variablePass {
+                return .undecidable("upstream \(names.joined(separator: ", ")) includes \(upstreamFile), and a `proxy_pass` picks its upstream from a variable at request time")
+            }
+            return .notWired("upstream \(names.joined(separator: ", ")) includes \(upstreamFile), but no `proxy_pass` sends traffic to it (for example `proxy_pass http://\(names[0]);`)")
         }
-        return nil
-    }
-
-    /// The upstream names a `proxy_pass` reaches that include the file (for the log).
-    public static func wiredUpstreams(dump: String, upstreamFile: String) -> [String] {
-        let files = Self.files(inDump: dump)
-        guard let main = files.first else { return [] }
-        let target = Set([upstreamFile, realPath(upstreamFile)].compactMap { $0 })
-        var walk = Walk(files: files, directory: directoryName(main.path), target: target)
-        walk.visit(parse(main.text), file: main.path, upstream: nil, depth: 0)
-        return walk.wiredUpstreams.intersection(walk.passedTo).sorted()
+        for name in used {
+            if let others = walk.foreignServers[name], !others.isEmpty {
+                return .notWired("upstream \(name) includes \(upstreamFile) but also lists `server \(others.joined(separator: "`, `server "))` outside it: nginx would go on sending traffic there after a swap; leave only the include (a `backup` server is fine)")
+            }
+        }
+        return .wired(used)
     }
 
     struct File { let path: String; var text: String }
@@ -71,7 +87,10 @@ public enum NginxWiring {
     /// nginx's syntax: words (quoted or not), `;`, `{`, `}`, `#` comments.
     static func parse(_ text: String) -> [Directive] {
         var tokens = tokenize(text)[...]
-        return parseBlock(&tokens)
+        var directives: [Directive] = []
+        // A `}` with no block open (a Lua block's body read as nginx syntax, say) ends nothing.
+        repeat { directives += parseBlock(&tokens) } while !tokens.isEmpty
+        return directives
     }
 
     enum Token: Equatable { case word(String), semicolon, open, close }
@@ -89,6 +108,7 @@ public enum NginxWiring {
                 continue
             }
             if let open = quote {
+                // Inside quotes: everything up to the closing one (nginx opens a quote only at a token's start).
                 if escaped { word.append(character); escaped = false }
                 else if character == "\\" { escaped = true }
                 else if character == open { quote = nil; tokens.append(.word(word)); word = "" }
@@ -96,7 +116,7 @@ public enum NginxWiring {
                 continue
             }
             switch character {
-            case "\"", "'": flush(); quote = character
+            case "\"" where word.isEmpty, "'" where word.isEmpty: quote = character
             case "#" where word.isEmpty: comment = true
             case ";": flush(); tokens.append(.semicolon)
             case "{": flush(); tokens.append(.open)
@@ -137,6 +157,12 @@ public enum NginxWiring {
         let target: Set<String>
         var wiredUpstreams: Set<String> = []
         var passedTo: Set<String> = []
+        /// A `*_pass` whose upstream is a variable.
+        var variablePass = false
+        /// Some `include` was followed to the upstream file.
+        var reachedTarget = false
+        /// Per upstream: `server` directives not from the upstream file (backups aside).
+        var foreignServers: [String: [String]] = [:]
 
         mutating func visit(_ directives: [Directive], file: String, upstream: String?, depth: Int) {
             guard depth < 32 else { return }
@@ -147,15 +173,27 @@ public enum NginxWiring {
                     let absolute = pattern.hasPrefix("/") ? pattern : directory + "/" + pattern
                     for included in files where fnmatch(absolute, included.path, 0) == 0 {
                         let isTarget = target.contains(included.path) || realPath(included.path).map(target.contains) == true
-                        if isTarget, let upstream { wiredUpstreams.insert(upstream) }
+                        if isTarget { reachedTarget = true }
+                        if isTarget, let upstream {
+                            wiredUpstreams.insert(upstream)
+                            continue
+                        }
                         visit(NginxWiring.parse(included.text), file: included.path, upstream: upstream, depth: depth + 1)
                     }
                 case "upstream":
                     if let block = directive.block, let name = directive.arguments.first {
-                        visit(block, file: file, upstream: name, depth: depth + 1)
+                        visit(block, file: file, upstream: name.lowercased(), depth: depth + 1)
+                    }
+                case "server" where upstream != nil && directive.block == nil:
+                    let flags = directive.arguments.dropFirst()
+                    if let upstream, let address = directive.arguments.first, !flags.contains("backup"), !flags.contains("down") {
+                        foreignServers[upstream, default: []].append(address)
                     }
                 case "proxy_pass", "grpc_pass", "uwsgi_pass", "scgi_pass", "fastcgi_pass", "memcached_pass":
-                    if let address = directive.arguments.first { passedTo.insert(NginxWiring.host(address)) }
+                    if let address = directive.arguments.first {
+                        let host = NginxWiring.host(address)
+                        if host.isEmpty { variablePass = true } else { passedTo.insert(host) }
+                    }
                 default:
                     if let block = directive.block { visit(block, file: file, upstream: upstream, depth: depth + 1) }
                 }
@@ -163,11 +201,11 @@ public enum NginxWiring {
         }
     }
 
-    /// `http://app/path` → `app`.
+    /// `http://App:80/path` → `app`; empty when the host is a variable (`http://$backend`).
     static func host(_ address: String) -> String {
         var rest = Substring(address)
         if let scheme = rest.range(of: "://") { rest = rest[scheme.upperBound...] }
-        return String(rest.prefix { $0 != "/" })
+        return String(rest.prefix { !"$/:?".contains($0) }).lowercased()
     }
 
     static func directoryName(_ path: String) -> String {

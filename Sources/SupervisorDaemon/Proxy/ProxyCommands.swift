@@ -13,9 +13,14 @@ struct ProxyCommands: Sendable {
 
     func run(_ argv: [String]) async -> CommandOutcome { await Self.run(argv, timeout: timeout) }
 
-    static func run(_ argv: [String], timeout: Duration = .seconds(30)) async -> CommandOutcome {
+    /// A config dump (`nginx -T`) may be large: read it whole, up to this.
+    static let dumpLimit = 64 << 20
+
+    func runValidate(outputLimit: Int) async -> CommandOutcome { await Self.run(validate, timeout: timeout, outputLimit: outputLimit) }
+
+    static func run(_ argv: [String], timeout: Duration = .seconds(30), outputLimit: Int = 1 << 20) async -> CommandOutcome {
         do {
-            return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), timeout: timeout)
+            return try await CommandRunner.run(argv, environment: ProcessEnvironment.current(), timeout: timeout, outputLimit: outputLimit)
         } catch {
             return CommandOutcome(argv: argv, status: .exited(code: 127), output: error.description, timedOut: false)
         }
@@ -44,7 +49,7 @@ struct FileSwitch: Sendable {
         try upstream.write(port: port)
         log("wrote \(upstream.path): \(upstream.render(port: port).trimmingCharacters(in: .whitespacesAndNewlines))")
 
-        let validated = await commands.runValidate()
+        let validated = await commands.runValidate(outputLimit: ProxyCommands.dumpLimit)
         guard validated.succeeded else {
             upstream.restore(previous)
             throw SwapError(.proxyValidateFailed, "\(proxyName) rejected the config: \(validated.failureDescription); upstream file restored")

@@ -26,9 +26,11 @@ public enum WiringVerdict: Sendable, Equatable {
 ///   `proxy_pass` uses.
 /// - caddy: `caddy adapt` run in a private mount namespace in which the
 ///   upstream file is replaced by one naming a port nothing else uses; a
-///   `reverse_proxy` dialing that port can only have it from the file. Where
-///   no mount namespace can be made (not root), the port the file names now
-///   stands in for it.
+///   `reverse_proxy` dialing that port can only have it from the file.
+///
+/// What cannot be checked here (not root, a validate command that is not
+/// nginx itself, a proxy that is not installed, an upstream chosen by a
+/// variable) is a warning, never a refusal.
 public enum ProxyWiringCheck {
     public static func run(_ config: SupervisorConfig) async -> WiringVerdict {
         let proxy = config.proxy
@@ -41,31 +43,50 @@ public enum ProxyWiringCheck {
         }
     }
 
-    /// Nginx's dump command: the validate command with `-T` for `-t` (and no `-q`).
+    /// Nginx's dump command: the validate command with `-T` for `-t` (and no
+    /// `-q`), when that command is nginx itself (not `sudo`, `docker exec -t`, …,
+    /// whose `-t` means something else and whose paths may not be ours).
     public static func nginxDumpCommand(validate: [String]) -> [String]? {
-        guard validate.contains("-t") else { return nil }
+        guard let program = validate.first?.split(separator: "/").last, ["nginx", "openresty"].contains(String(program)),
+            validate.contains("-t")
+        else { return nil }
         return validate.filter { $0 != "-q" }.map { $0 == "-t" ? "-T" : $0 }
     }
 
     static func nginx(_ config: SupervisorConfig, upstream: UpstreamFile) async -> WiringVerdict {
         let validate = NginxDriver(config: config).commands.validate
         guard let dump = nginxDumpCommand(validate: validate) else {
-            return .notChecked("proxy.validate: `\(validate.joined(separator: " "))` has no -t to turn into -T, so whether nginx routes through \(upstream.path) was not checked")
+            return .notChecked("proxy.validate: `\(validate.joined(separator: " "))` is not `nginx … -t`, so whether nginx routes through \(upstream.path) was not checked")
+        }
+        guard geteuid() == 0 else {
+            return .notChecked("whether nginx routes through \(upstream.path) was not checked: `nginx -T` reads files only root may (run the check as root)")
         }
         createIfMissing(upstream, port: config.app.ports[0])
-        let outcome = await ProxyCommands.run(dump)
+        let outcome = await ProxyCommands.run(dump, outputLimit: ProxyCommands.dumpLimit)
+        if outcome.status == .exited(code: 127) || outcome.status == .exited(code: 126) {
+            return .notChecked("whether nginx routes through \(upstream.path) was not checked: \(outcome.failureDescription)")
+        }
         guard outcome.succeeded else {
             return .notWired("nginx rejected its config: \(outcome.failureDescription)")
         }
-        if let problem = NginxWiring.problem(dump: outcome.output, upstreamFile: upstream.path) {
-            return .notWired(problem)
+        if outcome.truncated {
+            return .notChecked("`\(dump.joined(separator: " "))` printed more than \(ProxyCommands.dumpLimit >> 20) MiB: whether nginx routes through \(upstream.path) was not checked")
         }
-        let names = NginxWiring.wiredUpstreams(dump: outcome.output, upstreamFile: upstream.path)
-        return .wired("nginx sends traffic through \(upstream.path) (upstream \(names.joined(separator: ", ")), checked with `\(dump.joined(separator: " "))`)")
+        switch NginxWiring.verdict(dump: outcome.output, upstreamFile: upstream.path) {
+        case .wired(let names):
+            return .wired("nginx sends traffic through \(upstream.path) (upstream \(names.joined(separator: ", ")), checked with `\(dump.joined(separator: " "))`)")
+        case .notWired(let problem):
+            return .notWired(problem)
+        case .undecidable(let why):
+            return .notChecked("\(why): whether traffic goes through it was not checked")
+        }
     }
 
     static func caddy(_ config: SupervisorConfig, upstream: UpstreamFile) async -> WiringVerdict {
         guard let caddyfile = config.proxy.config else { return .notApplicable }
+        guard geteuid() == 0 else {
+            return .notChecked("whether caddy routes through \(upstream.path) was not checked: the check replaces the file in a private mount namespace, which needs root (run the check as root)")
+        }
         createIfMissing(upstream, port: config.app.ports[0])
         let adapt = ["caddy", "adapt", "--config", caddyfile, "--adapter", "caddyfile"]
 
@@ -86,16 +107,14 @@ public enum ProxyWiringCheck {
                 let outcome = await ProxyCommands.run(
                     ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "wiring", sentinelPath, upstream.path] + adapt)
                 let namespaceFailed = outcome.status == .exited(code: 125) || outcome.output.hasPrefix("unshare:")
-                if !namespaceFailed {
+                let notStarted = outcome.status == .exited(code: 126) || outcome.status == .exited(code: 127)
+                if !namespaceFailed && !notStarted {
                     return caddyVerdict(outcome, port: sentinel, caddyfile: caddyfile, upstream: upstream, how: "caddy adapt with \(upstream.path) naming a port of its own")
                 }
+                return .notChecked("whether caddy routes through \(upstream.path) was not checked: \(outcome.failureDescription)")
             }
         }
-        // No mount namespace (not root): the port the file names now must be dialed.
-        guard let port = config.app.ports.first(where: upstream.routes(to:)) else {
-            return .notChecked("no mount namespace to check \(caddyfile) in, and \(upstream.path) names neither port \(config.app.ports.map(String.init).joined(separator: " nor ")): whether caddy routes through it was not checked (run the check as root)")
-        }
-        return caddyVerdict(await ProxyCommands.run(adapt), port: port, caddyfile: caddyfile, upstream: upstream, how: "caddy adapt, matched by the port \(upstream.path) names now")
+        return .notChecked("whether caddy routes through \(upstream.path) was not checked: no temporary file for the check (\(String(cString: strerror(errno))))")
     }
 
     static func caddyVerdict(_ outcome: CommandOutcome, port: Int, caddyfile: String, upstream: UpstreamFile, how: String) -> WiringVerdict {
@@ -107,6 +126,10 @@ public enum ProxyWiringCheck {
         let lines = outcome.output.split(separator: "\n")
         let adapted = lines.first { $0.hasPrefix("{") && !$0.hasPrefix("{\"level\"") }.map { Array($0.utf8) } ?? []
         if CaddyWiring.routes(adapted: adapted, toPort: port) {
+            let others = CaddyWiring.otherDials(adapted: adapted, besidePort: port)
+            if !others.isEmpty {
+                return .notWired("the reverse_proxy of \(caddyfile) that imports \(upstream.path) also dials \(Array(Set(others)).sorted().joined(separator: ", ")): caddy would go on sending traffic there after a swap; leave only the import")
+            }
             return .wired("caddy sends traffic through \(upstream.path) (a reverse_proxy of \(caddyfile) dials what it names; checked with \(how))")
         }
         let dials = CaddyWiring.reverseProxyDials(adapted: adapted)
