@@ -61,7 +61,11 @@ struct MetricsEndpointTests {
         let app = directory.write("app", "#!/bin/sh\n", mode: 0o755)
         let bad = try ConfigCheckTests.check(in: directory, binary: app, app: "user = \"nobody\"\n[metrics]\nlisten = \"/run/metrics.sock\"", socket: directory.file("c.sock"))
         #expect(bad.exitCode == 2)
-        #expect(bad.stderr.contains("metrics.listen: \"/run/metrics.sock\" is not a TCP address"), "\(bad.stderr)")
+        #expect(bad.stderr.contains("metrics.listen: \"/run/metrics.sock\" is not a numeric TCP address"), "\(bad.stderr)")
+        let named = try ConfigCheckTests.check(in: directory, binary: app, app: "user = \"nobody\"\n[metrics]\nlisten = \"localhost:9101\"", socket: directory.file("c.sock"))
+        #expect(named.exitCode == 2 && named.stderr.contains("(no host names)"), "\(named.stderr)")
+        let appPort = try ConfigCheckTests.check(in: directory, binary: app, app: "user = \"nobody\"\n[metrics]\nlisten = \"127.0.0.1:8082\"", socket: directory.file("c.sock"))
+        #expect(appPort.exitCode == 2 && appPort.stderr.contains("port 8082 is one of [app] ports"), "\(appPort.stderr)")
 
         let port = FreePort.pick()[0]
         let holder = try listenOn(port: port)

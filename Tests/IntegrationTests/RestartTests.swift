@@ -84,6 +84,36 @@ extension UnderLoad {
             #expect(refused.stderr.contains("Nothing was changed."), "\(refused.stderr)")
             #expect(stack.daemon.status()?["pid"] as? Int == middle["pid"] as? Int)
             #expect(stack.proxy.servedVersion() == "v1")
+
+            // The live file replaced on disk: a restart would run it and keep no copy of what runs.
+            try text.write(toFile: stack.daemon.configPath, atomically: true, encoding: .utf8)
+            let v1 = stack.bytes(stack.live)
+            try FileManager.default.removeItem(atPath: stack.live)
+            try FileManager.default.copyItem(atPath: stack.version("v9"), toPath: stack.live)
+            let replaced = try stack.daemon.ctl(["restart", "--json"])
+            #expect(replaced.exitCode == 1, "\(replaced.stderr)")
+            #expect(replaced.stdout.contains("\"code\":\"stage_failed\""), "\(replaced.stdout)")
+            #expect(replaced.stderr.contains("is not the binary that runs"), "\(replaced.stderr)")
+            #expect(stack.daemon.status()?["pid"] as? Int == middle["pid"] as? Int)
+            #expect(stack.proxy.servedVersion() == "v1")
+            #expect(!FileManager.default.fileExists(atPath: stack.live + ".new"))
+            #expect(!FileManager.default.fileExists(atPath: stack.live + ".bak"))
+            #expect(v1 != stack.bytes(stack.live))
+        }
+
+        /// A swap to the very bytes that run restarts them and leaves `.bak` alone.
+        @Test func aSwapToTheSameBytesKeepsTheBackup() throws {
+            try #require(ProxyKindUnderTest.nginx.isInstalled, "nginx: run scripts/test.sh")
+            let stack = try ProxyStack(.nginx)
+            #expect(stack.daemon.waitUntilRunning() != nil, "\(stack.daemon.log)")
+            let v2 = stack.version("v2")
+            #expect(try stack.swap(v2).0.exitCode == 0)
+            let backup = try #require(stack.bytes(stack.live + ".bak"))
+            let (again, _) = try stack.swap(v2)
+            #expect(again.exitCode == 0, "\(again.stderr)")
+            #expect(again.stderr.contains("is left as it was"), "\(again.stderr)")
+            #expect(stack.bytes(stack.live + ".bak") == backup, ".bak still holds v1")
+            #expect(((stack.daemon.status()?["backup"] as? [String: Any])?["version"] as? String) == "v1")
         }
     }
 }

@@ -38,8 +38,12 @@ public enum ConfigDecoder {
         let drain = DrainConfig(timeout: drainReader.duration("timeout", default: .seconds(5)))
         let control = decodeControl(&controlReader, name: name)
         let metricsListen = metricsReader.string("listen")
-        if let metricsListen, metricsListen.hasPrefix("/") || !isListenAddress(metricsListen) {
-            metricsReader.problem("listen", "\"\(metricsListen)\" is not a TCP address such as \"127.0.0.1:9101\" or \"[::1]:9101\"")
+        if let metricsListen {
+            if !isNumericTCPAddress(metricsListen) {
+                metricsReader.problem("listen", "\"\(metricsListen)\" is not a numeric TCP address such as \"127.0.0.1:9101\" or \"[::1]:9101\" (no host names)")
+            } else if let port = metricsListen.split(separator: ":").last.flatMap({ Int($0) }), app.ports.contains(port) {
+                metricsReader.problem("listen", "port \(port) is one of [app] ports, which the app's instances take in turn")
+            }
         }
 
         if !app.listen.isEmpty && health.mode != .notify {
@@ -299,6 +303,20 @@ public enum ConfigDecoder {
                 reader.problem(key, "unknown placeholder {\(placeholder)}; allowed here: \(allowed.sorted().map { "{\($0)}" }.joined(separator: ", "))")
             }
         }
+    }
+
+    /// `1.2.3.4:PORT`, `[v6]:PORT` or `*:PORT`-free: what the daemon binds without a resolver.
+    static func isNumericTCPAddress(_ address: String) -> Bool {
+        guard let colon = address.lastIndex(of: ":"),
+            let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port)
+        else { return false }
+        let host = address[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            let inner = host.dropFirst().dropLast()
+            return inner.contains(":") && inner.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in Int(part).map { (0...255).contains($0) && !part.isEmpty } ?? false }
     }
 
     static func isListenAddress(_ address: String) -> Bool {

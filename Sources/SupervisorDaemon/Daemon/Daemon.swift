@@ -120,10 +120,13 @@ public struct Daemon: Sendable {
                 // Should the control server or the watchdog end (an error), the group shuts down
                 // gracefully: the app service finishes what runs and stops the app, never cancelled
                 // under a swap. The app service ends last, once the app has stopped.
+                // The metrics server is an extra: should it end, the service goes on without it.
                 services: services.map { service in
-                    service is AppService
-                        ? .init(service: service)
-                        : .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+                    if service is AppService { return .init(service: service) }
+                    if service is MetricsService {
+                        return .init(service: service, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore)
+                    }
+                    return .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
                 },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))

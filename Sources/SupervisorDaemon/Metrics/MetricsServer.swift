@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 import SystemBindings
 
 /// `GET /metrics` over TCP on `[metrics] listen`, for Prometheus (swift-nio).
@@ -23,7 +24,11 @@ public final class MetricsServer: Sendable {
     private let page: @Sendable () async -> String
     private let logger: Logger
     private let listener: NIOAsyncChannel<Connection, Never>
+    private let open = Mutex(0)
     static let requestTimeout: TimeAmount = .seconds(10)
+    /// Scrapers are few: more connections at once are closed unanswered, so
+    /// a flood cannot take the daemon's file descriptors.
+    static let maximumConnections = 16
 
     private init(address: String, page: @escaping @Sendable () async -> String, logger: Logger, listener: NIOAsyncChannel<Connection, Never>) {
         self.address = address
@@ -61,12 +66,25 @@ public final class MetricsServer: Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 try await listener.executeThenClose { inbound in
                     for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
+                        let admitted = open.withLock { count in
+                            guard count < Self.maximumConnections else { return false }
+                            count += 1
+                            return true
+                        }
+                        guard admitted else {
+                            connection.channel.close(promise: nil)
+                            continue
+                        }
+                        group.addTask {
+                            await self.serve(connection)
+                            self.open.withLock { $0 -= 1 }
+                        }
                     }
                 }
             }
         } catch {
-            logger.debug("metrics server stopped: \(error)")
+            // An accept error (out of file descriptors, say) ends the listener; the daemon goes on.
+            logger.error("metrics server on \(address) stopped: \(error); /metrics stays on the control socket")
         }
     }
 

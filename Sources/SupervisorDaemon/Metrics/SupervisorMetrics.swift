@@ -37,7 +37,7 @@ public final class SupervisorMetrics: Sendable {
     }
 
     private func restartCounter(result: String) -> Counter {
-        registry.makeCounter(descriptor: Self.name("restarts", "total", "Zero-downtime restarts (supervisorctl restart) by result."), labels: [("result", result)])
+        registry.makeCounter(descriptor: Self.name("zero_downtime_restarts", "total", "Restarts asked for with supervisorctl restart (through the swap's gates), by result; crashes are supervisor_app_restarts_total."), labels: [("result", result)])
     }
 
     private func rollbackCounter(kind: String, result: String) -> Counter {

@@ -65,9 +65,12 @@ extension Supervisor {
         var restart: RestartPlan?
         switch action {
         case .restart:
-            switch restartPlan() {
-            case .failure(let error): return .failure(error)
-            case .success(let plan): restart = plan
+            // Read only when not busy: a busy daemon answers busy (exit 4), whatever the file holds.
+            if operations.busyPhase == nil {
+                switch restartPlan() {
+                case .failure(let error): return .failure(error)
+                case .success(let plan): restart = plan
+                }
             }
             path = binary
         case .swap:
@@ -177,7 +180,7 @@ extension Supervisor {
         let continuation = request.stream
         let context = SwapRun.Context(
             id: id, ticket: pending.ticket, action: request.action, source: request.source, callerUID: request.callerUID, opener: request.opener,
-            recordsSuccess: request.recordsSuccess, config: request.restart?.changes.config ?? config, owner: self, driver: driver, journal: journal,
+            recordsSuccess: request.recordsSuccess, config: request.restart?.changes.config ?? launch.config, owner: self, driver: driver, journal: journal,
             launch: request.restart?.launch ?? launch, servingLaunch: launch, notes: request.restart?.notes ?? [], effects: effects, logger: logger,
             report: { line in continuation.yield(Self.encode(line)) })
         let run = SwapRun(context: context, old: old)

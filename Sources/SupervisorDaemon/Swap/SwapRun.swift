@@ -176,8 +176,11 @@ actor SwapRun {
             }
             staged = result
             let identical = result.sha256 == old.identity.sha256
-            let note = context.action == .restart ? (identical ? "" : "; note: not the running binary (\(old.identity.sha256?.prefix(12) ?? "unknown")): \(binary) changed since it started") : (identical ? "; note: identical to the running binary" : "")
-            progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + note)
+            if context.action == .restart, !identical, let running = old.identity.sha256 {
+                // Restarting would start other bytes and keep no copy of the running ones.
+                return .failed(SwapError(.stageFailed, "\(binary) is not the binary that runs (sha256 \(result.sha256.prefix(12)), running \(running.prefix(12))): it was replaced on disk since the app started, and a restart keeps no copy of what runs; swap to the new file from another path instead (`supervisorctl swap /path/to/new`), which keeps the running version as .bak"))
+            }
+            progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + (identical && context.action != .restart ? "; note: identical to the running binary" : ""))
             return .staged
         } catch {
             return .failed(error)
@@ -366,13 +369,14 @@ actor SwapRun {
 
     private func commit() async -> SwapMachine.Event {
         if let staged, let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
-        let binary = context.config.app.binary, restart = context.action == .restart
+        let binary = context.config.app.binary
+        let backupReplaced: Bool
         do {
-            try BinaryCommitter.commit(liveBinary: binary, keepingBackup: restart)
+            backupReplaced = try BinaryCommitter.commit(liveBinary: binary, keepingBackup: context.action == .restart)
         } catch {
             return .failed(error)
         }
-        if restart {
+        if !backupReplaced {
             progress(.commit, "\(binary) runs again; \(BinaryCommitter.backupPath(for: binary)) is left as it was")
             await context.owner.stagedCopyCommitted()
         } else {
