@@ -124,8 +124,18 @@ static char *write_decimal(char *slot, unsigned long long value) {
 
 /* See struct csup_journal_stream. Async-signal-safe. */
 static void connect_journal_stream(const struct csup_journal_stream *journal) {
-    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking while connecting: a journald that does not accept (its
+       backlog full, wedged) must not stall the spawn; the app then keeps the
+       inherited output. */
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0) return;
+    if (s < 3) {
+        /* Never one of the standard fds (dup2 onto itself would keep CLOEXEC). */
+        int moved = fcntl(s, F_DUPFD_CLOEXEC, 3);
+        close(s);
+        if (moved < 0) return;
+        s = moved;
+    }
     struct sockaddr_un address;
     memset(&address, 0, sizeof(address));
     address.sun_family = AF_UNIX;
@@ -135,15 +145,21 @@ static void connect_journal_stream(const struct csup_journal_stream *journal) {
         close(s);
         return;
     }
+    /* The header is small: one send on a fresh socket takes it, or it fails
+       (MSG_NOSIGNAL: the signals are at their defaults here, and a SIGPIPE
+       would kill the child before execve). */
     const char *next = journal->header;
     int left = journal->header_length;
     while (left > 0) {
-        ssize_t n = write(s, next, (size_t)left);
+        ssize_t n = send(s, next, (size_t)left, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) { close(s); return; }
         next += n;
         left -= (int)n;
     }
+    /* The app writes with ordinary blocking writes, as to any stdout. */
+    int flags = fcntl(s, F_GETFL);
+    if (flags < 0 || fcntl(s, F_SETFL, flags & ~O_NONBLOCK) != 0) { close(s); return; }
     struct stat info;
     if (fstat(s, &info) != 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0) { close(s); return; }
     if (journal->env_slot != NULL) {
@@ -152,7 +168,7 @@ static void connect_journal_stream(const struct csup_journal_stream *journal) {
         end = write_decimal(end, (unsigned long long)info.st_ino);
         *end = '\0';
     }
-    if (s > 2) close(s);
+    close(s);
 }
 
 /* Child side: only async-signal-safe calls from here to execve. */

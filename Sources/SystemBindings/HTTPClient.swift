@@ -181,3 +181,12 @@ private enum CurlGlobal {
     }()
     static func ensureInitialized() { _ = initialized }
 }
+
+extension HTTPRequest {
+    /// `perform()` on a thread that may block, never the cooperative pool.
+    public func performed() async -> Result<HTTPResponse, HTTPTransportError> {
+        await BlockingThread.run {
+            do throws(HTTPTransportError) { return .success(try perform()) } catch { return .failure(error) }
+        }
+    }
+}

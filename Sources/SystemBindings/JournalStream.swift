@@ -55,12 +55,16 @@ public struct JournalStream: Sendable {
 /// The last lines one process wrote to the journal through its own stream
 /// (`_PID` and this boot's `_BOOT_ID`), read with sd-journal.
 public enum JournalTail {
-    /// Oldest first, each cut at 300 characters; empty when the journal has none.
-    public static func lines(pid: Int32, limit: Int = 10) -> [String] {
+    /// Oldest first, each cut at 300 characters; empty when the journal has
+    /// none. Only lines of the stream the child connected itself (its
+    /// identifier), never another process's that had the same pid earlier.
+    public static func lines(pid: Int32, identifier: String, limit: Int = 10) -> [String] {
         var opened: OpaquePointer?
         guard sd_journal_open(&opened, Int32(SD_JOURNAL_LOCAL_ONLY)) >= 0, let journal = opened else { return [] }
         defer { sd_journal_close(journal) }
         _ = "_PID=\(pid)".withCString { sd_journal_add_match(journal, $0, 0) }
+        _ = "SYSLOG_IDENTIFIER=\(identifier)".withCString { sd_journal_add_match(journal, $0, 0) }
+        _ = "_TRANSPORT=stdout".withCString { sd_journal_add_match(journal, $0, 0) }
         var boot = sd_id128_t()
         if sd_id128_get_boot(&boot) >= 0 {
             var text = [CChar](repeating: 0, count: 33)
@@ -83,10 +87,10 @@ public enum JournalTail {
 
     /// Like `lines`, once journald has filed what the process wrote before it
     /// exited (it reads its streams on its own schedule): at most about a second.
-    public static func settledLines(pid: Int32, limit: Int = 10) async -> [String] {
+    public static func settledLines(pid: Int32, identifier: String, limit: Int = 10) async -> [String] {
         var previous: [String] = []
         for _ in 0..<10 {
-            let now = await BlockingThread.run { lines(pid: pid, limit: limit) }
+            let now = await BlockingThread.run { lines(pid: pid, identifier: identifier, limit: limit) }
             if !now.isEmpty && now == previous { return now }
             previous = now
             try? await Task.sleep(for: .milliseconds(100))

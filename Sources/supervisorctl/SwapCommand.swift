@@ -253,15 +253,15 @@ enum SwapStreamPrinter {
         case .noBackup?:
             return "nothing was swapped yet; swap to the binary you want instead."
         case .notRunning?:
-            return "supervisorctl status and the service log say why the app is down; if the live binary is the problem: supervisorctl rollback --emergency --config FILE."
+            return "supervisorctl status and the service log say why the app is down; if the live binary is the problem: supervisorctl rollback --emergency --config /etc/supervisor/\(service).toml."
         case .shuttingDown?:
             return "supervisord is stopping; ask again once the service is back (systemctl status supervisor@\(service))."
         case .switchBackFailed?:
             return "fix the proxy (the message says what failed), then `systemctl kill --kill-whom=main --signal=SIGKILL supervisor@\(service)`: systemd starts the supervisor again, which keeps the running app and points the proxy at it (`systemctl restart` would stop the app)."
         case .configInvalid?:
-            return "fix the config file (`supervisord --config FILE --check` lists every problem), then restart again."
+            return "fix the config file (`supervisord --config /etc/supervisor/\(service).toml --check` lists every problem), then restart again."
         case .proxyNotWired?:
-            return "put the upstream file's include back inside the `upstream` block your proxy_pass uses (`supervisord --config FILE --check` says what is missing); then swap again."
+            return "put the upstream file's include back inside the `upstream` block your proxy_pass uses (`supervisord --config /etc/supervisor/\(service).toml --check` says what is missing); then swap again."
         case .proxyWriteFailed?, .proxyValidateFailed?, .proxyReloadFailed?, .proxyNotConfirmed?:
             return "check the proxy (is it running? does its config validate?) and its admin endpoint; then swap again."
         default:

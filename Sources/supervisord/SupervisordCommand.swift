@@ -69,7 +69,7 @@ struct SupervisordCommand: AsyncParsableCommand {
             switch await ProxyWiringCheck.run(settings) {
             case .wired(let evidence): wiring = evidence
             case .notWired(let problem): problems.append("proxy.config: \(problem)")
-            case .notChecked(let why): warnings.append(why)
+            case .proxyFailed(let why), .notChecked(let why): warnings.append(why)
             case .notApplicable: break
             }
             if !problems.isEmpty {

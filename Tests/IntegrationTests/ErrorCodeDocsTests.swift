@@ -110,7 +110,7 @@ import Testing
     }()
 
     static let forbidden = [
-        "NAME", "{port}", "{binary}", "{name}", "{config}", "libcurl", "CURLE", "curl_", "Optional(", "NIO", "(null)",
+        "NAME", "FILE", "{port}", "{binary}", "{name}", "{config}", "libcurl", "CURLE", "curl_", "Optional(", "NIO", "(null)",
         "Error Domain", "TODO", "FIXME", "XXX", "errno", "Swift.", "fatal error",
     ]
 

@@ -38,6 +38,24 @@ import Testing
         #expect(NginxWiring.problem(dump: text, upstreamFile: Self.upstream) == nil)
     }
 
+    @Test func aGlobMatchesLikeNginxsOneDirectoryDeepAndATemplateMayHoldTheWholeUpstream() {
+        // nginx's glob: `*` does not cross a `/`.
+        let deep = Self.dump([
+            ("/etc/nginx/nginx.conf", "http { upstream app { include /etc/nginx/*.conf; } server { location / { proxy_pass http://app; } } }\n"),
+            (Self.upstream, "server 127.0.0.1:8081;\n"),
+        ])
+        guard case .undecidable = NginxWiring.verdict(dump: deep, upstreamFile: Self.upstream) else {
+            Issue.record("\(NginxWiring.verdict(dump: deep, upstreamFile: Self.upstream))")
+            return
+        }
+        // upstream_template = "upstream app { server 127.0.0.1:{port}; }", included at http level.
+        let whole = Self.dump([
+            ("/etc/nginx/nginx.conf", "http { include /etc/nginx/upstreams/app.conf; server { location / { proxy_pass http://app; } } }\n"),
+            (Self.upstream, "upstream app { server 127.0.0.1:8081; }\n"),
+        ])
+        #expect(NginxWiring.verdict(dump: whole, upstreamFile: Self.upstream) == .wired(["app"]))
+    }
+
     @Test func aFileNginxNeverLoadsIsNamed() throws {
         let main = "events {}\nhttp { upstream app { server 127.0.0.1:8081; } server { location / { proxy_pass http://app; } } }\n"
         let problem = try #require(NginxWiring.problem(dump: Self.dump([("/etc/nginx/nginx.conf", main)]), upstreamFile: Self.upstream))
@@ -189,15 +207,17 @@ struct ProxyWiringCheckTests {
         #expect(!isListening(port: 8081))
     }
 
-    @Test func aCaddyfileThatDoesNotParseIsAProblem() throws {
+    /// The proxy's own tool failing (a config it rejects, a name that does not
+    /// resolve yet at boot) is said loudly but keeps nothing down: swaps check again.
+    @Test func aCaddyfileThatDoesNotParseIsAWarning() throws {
         try #require(ProxyKindUnderTest.caddy.isInstalled, "caddy is not installed: run scripts/test.sh, which installs it")
         let directory = TemporaryDirectory("wiring")
         let proxy = CaddyUnderTest(initialUpstreamPort: 8081)
         let path = config(directory, proxy)
         try (String(contentsOfFile: proxy.caddyfile, encoding: .utf8) + "\nnot_a_directive {\n").write(toFile: proxy.caddyfile, atomically: true, encoding: .utf8)
         let check = try Command.run(Binaries.supervisord, ["--config", path, "--check"])
-        #expect(check.exitCode == 2)
-        #expect(check.stderr.contains("caddy rejected \(proxy.caddyfile)"), "\(check.stderr)")
+        #expect(check.exitCode == 0, "\(check.stderr)")
+        #expect(check.stdout.contains("warning: caddy rejected \(proxy.caddyfile), so whether it routes through"), "\(check.stdout)")
     }
 }
 

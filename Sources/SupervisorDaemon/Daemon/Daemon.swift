@@ -43,6 +43,7 @@ public struct Daemon: Sendable {
         switch await ProxyWiringCheck.run(config) {
         case .wired(let evidence): logger.info("proxy: \(evidence)")
         case .notWired(let problem): throw StartRefused(description: "proxy.config: \(problem); nothing was started")
+        case .proxyFailed(let why): logger.error("proxy: \(why)")
         case .notChecked(let why): logger.warning("proxy: \(why)")
         case .notApplicable: break
         }

@@ -97,8 +97,6 @@ public struct CaddyAPIDriver: ProxyDriver {
     }
 
     private func send(_ request: HTTPRequest) async -> Result<HTTPResponse, HTTPTransportError> {
-        await BlockingThread.run {
-            do throws(HTTPTransportError) { return .success(try request.perform()) } catch { return .failure(error) }
-        }
+        await request.performed()
     }
 }

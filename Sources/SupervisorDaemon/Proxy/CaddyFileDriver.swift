@@ -64,9 +64,7 @@ public struct CaddyFileDriver: ProxyDriver {
         var problem = "no answer"
         while ContinuousClock.now < deadline {
             let request = admin.request(path: "/reverse_proxy/upstreams", timeout: .seconds(2))
-            let outcome: Result<HTTPResponse, HTTPTransportError> = await BlockingThread.run {
-                do throws(HTTPTransportError) { return .success(try request.perform()) } catch { return .failure(error) }
-            }
+            let outcome = await request.performed()
             switch outcome {
             case .success(let response) where response.status == 200:
                 if Self.upstreamAddresses(response.body).contains(address) { return nil }

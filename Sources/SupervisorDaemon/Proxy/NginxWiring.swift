@@ -171,11 +171,18 @@ public enum NginxWiring {
                 case "include":
                     guard let pattern = directive.arguments.first else { continue }
                     let absolute = pattern.hasPrefix("/") ? pattern : directory + "/" + pattern
-                    for included in files where fnmatch(absolute, included.path, 0) == 0 {
+                    for included in files where fnmatch(absolute, included.path, FNM_PATHNAME) == 0 {
                         let isTarget = target.contains(included.path) || realPath(included.path).map(target.contains) == true
                         if isTarget { reachedTarget = true }
                         if isTarget, let upstream {
                             wiredUpstreams.insert(upstream)
+                            continue
+                        }
+                        if isTarget {
+                            // A template that holds a whole `upstream NAME { server …; }` block.
+                            for directive in NginxWiring.parse(included.text) where directive.name == "upstream" {
+                                if let name = directive.arguments.first { wiredUpstreams.insert(name.lowercased()) }
+                            }
                             continue
                         }
                         visit(NginxWiring.parse(included.text), file: included.path, upstream: upstream, depth: depth + 1)

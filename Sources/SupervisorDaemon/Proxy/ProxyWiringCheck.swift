@@ -9,8 +9,12 @@ import SystemBindings
 public enum WiringVerdict: Sendable, Equatable {
     /// The proxy's config sends traffic through the upstream file (how we know).
     case wired(String)
-    /// It does not, or the proxy rejected its config: a config problem.
+    /// Its config, as the proxy itself parsed it, bypasses the file: a config problem.
     case notWired(String)
+    /// The proxy's own tool failed or timed out (a config it rejects, a name
+    /// that does not resolve yet at boot): said loudly, but not a reason to
+    /// keep the service down, since swaps check it again.
+    case proxyFailed(String)
     /// This setup cannot be checked (why): a warning, not a refusal.
     case notChecked(String)
     /// No upstream file to check (`none`, `caddy-api`).
@@ -67,7 +71,7 @@ public enum ProxyWiringCheck {
             return .notChecked("whether nginx routes through \(upstream.path) was not checked: \(outcome.failureDescription)")
         }
         guard outcome.succeeded else {
-            return .notWired("nginx rejected its config: \(outcome.failureDescription)")
+            return .proxyFailed("nginx rejected its config, so whether it routes through \(upstream.path) was not checked: \(outcome.failureDescription)")
         }
         if outcome.truncated {
             return .notChecked("`\(dump.joined(separator: " "))` printed more than \(ProxyCommands.dumpLimit >> 20) MiB: whether nginx routes through \(upstream.path) was not checked")
@@ -87,8 +91,13 @@ public enum ProxyWiringCheck {
         guard geteuid() == 0 else {
             return .notChecked("whether caddy routes through \(upstream.path) was not checked: the check replaces the file in a private mount namespace, which needs root (run the check as root)")
         }
+        // The caddy the switch runs (a custom build with plugins may live elsewhere).
+        let validate = CaddyFileDriver(config: config).commands.validate
+        guard let program = validate.first, program.split(separator: "/").last == "caddy" else {
+            return .notChecked("proxy.validate: `\(validate.joined(separator: " "))` is not caddy itself, so whether caddy routes through \(upstream.path) was not checked")
+        }
         createIfMissing(upstream, port: config.app.ports[0])
-        let adapt = ["caddy", "adapt", "--config", caddyfile, "--adapter", "caddyfile"]
+        let adapt = [program, "adapt", "--config", caddyfile, "--adapter", "caddyfile"]
 
         // A port neither of the app's ports nor likely written by hand anywhere.
         var sentinel = Int.random(in: 20_000...60_000)
@@ -119,7 +128,7 @@ public enum ProxyWiringCheck {
 
     static func caddyVerdict(_ outcome: CommandOutcome, port: Int, caddyfile: String, upstream: UpstreamFile, how: String) -> WiringVerdict {
         guard outcome.succeeded else {
-            return .notWired("caddy rejected \(caddyfile): \(outcome.failureDescription)")
+            return .proxyFailed("caddy rejected \(caddyfile), so whether it routes through \(upstream.path) was not checked: \(outcome.failureDescription)")
         }
         // stdout and stderr come together: the config is the line with "apps"
         // (caddy's own log lines are JSON objects too).

@@ -21,9 +21,7 @@ struct RouteCheck: Sendable {
         var last = "no answer"
         repeat {
             let request = HTTPRequest(url: url, timeout: .seconds(2), connectTimeout: .seconds(1))
-            let answer: Result<HTTPResponse, HTTPTransportError> = await BlockingThread.run {
-                do throws(HTTPTransportError) { return .success(try request.perform()) } catch { return .failure(error) }
-            }
+            let answer = await request.performed()
             switch answer {
             case .success(let response) where (200..<400).contains(response.status):
                 guard let baseline, let now = TCPPeers.onLocalPort(newPort) else {

@@ -91,7 +91,7 @@ extension Supervisor {
         let ticket = OperationMachine.Ticket(nextTicket)
         let actions = operations.handle(.requested(ticket, action, app: availability))
         for case .refuse(ticket, let refusal) in actions {
-            return .failure(controlError(refusal))
+            return .failure(controlError(refusal, action: action))
         }
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
         requests[ticket] = ClaimedRequest(
@@ -117,8 +117,10 @@ extension Supervisor {
         }
     }
 
-    private func controlError(_ refusal: OperationMachine.Refusal) -> ControlError {
+    private func controlError(_ refusal: OperationMachine.Refusal, action: SwapAction? = nil) -> ControlError {
         switch refusal {
+        case .notRunning where action == .restart:
+            return ControlError(.notRunning, "the app is not running (phase \(app.phase)); a restart needs a healthy instance to fall back on. While it does not stay up, `systemctl restart supervisor@\(config.name)` starts it again with the config file as it is now (the daemon re-reads it)")
         case .busy(let phase):
             let running = operations.current.map { "another \($0.action.rawValue) is in progress (phase \($0.phase))" } ?? "another operation is in progress (phase \(phase))"
             return ControlError(.busy, "\(running); wait for it to finish", phase: phase)

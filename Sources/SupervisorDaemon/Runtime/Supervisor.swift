@@ -234,13 +234,13 @@ public actor Supervisor {
         return report
     }
 
-    /// A `STATUS=` line for systemctl status.
     /// The Prometheus text, with the gauges of the present brought up to date.
     public func metricsText() -> String {
         metrics.observe(status(proxy: config.proxy.kind.rawValue))
         return metrics.text()
     }
 
+    /// A `STATUS=` line for systemctl status.
     public func statusLine() -> String {
         let report = status(proxy: config.proxy.kind.rawValue)
         var parts = ["\(report.phase)"]

@@ -176,9 +176,10 @@ actor SwapRun {
             }
             staged = result
             let identical = result.sha256 == old.identity.sha256
-            if context.action == .restart, !identical, let running = old.identity.sha256 {
+            if context.action == .restart, !identical {
                 // Restarting would start other bytes and keep no copy of the running ones.
-                return .failed(SwapError(.stageFailed, "\(binary) is not the binary that runs (sha256 \(result.sha256.prefix(12)), running \(running.prefix(12))): it was replaced on disk since the app started, and a restart keeps no copy of what runs; swap to the new file from another path instead (`supervisorctl swap /path/to/new`), which keeps the running version as .bak"))
+                let running = old.identity.sha256.map { "running \($0.prefix(12))" } ?? "what runs is not known"
+                return .failed(SwapError(.stageFailed, "\(binary) is not known to be the binary that runs (sha256 \(result.sha256.prefix(12)), \(running)): it was replaced on disk since the app started, and a restart keeps no copy of what runs; swap to the new file from another path instead (`supervisorctl swap /path/to/new`), which keeps the running version as .bak"))
             }
             progress(.stage, "staged \(context.source) as \(result.path) (\(result.size) bytes, sha256 \(result.sha256.prefix(12)))" + (identical && context.action != .restart ? "; note: identical to the running binary" : ""))
             return .staged
@@ -247,7 +248,7 @@ actor SwapRun {
             }
             return .newHealthy
         case .exited(let status):
-            return .failed(SwapError(.appExited, "the new binary \(status) before it became healthy; \(await Self.lastLines(of: newChild.pid))"))
+            return .failed(SwapError(.appExited, "the new binary \(status) before it became healthy; \(await Self.lastLines(of: newChild.pid, service: context.config.name))"))
         case .timedOut(let lastProblem):
             return .failed(SwapError(.healthTimeout, "the new binary was not healthy within \(context.config.health.startTimeout.humanReadable) (last probe of \(gate.probe.url(port: newPort)): \(lastProblem))"))
         }
@@ -335,7 +336,7 @@ actor SwapRun {
 
     private func newExitedWhileDraining(_ status: ExitStatus) async -> SwapMachine.Event {
         let pid = newChild?.pid ?? 0
-        let output = await Self.lastLines(of: pid)
+        let output = await Self.lastLines(of: pid, service: context.config.name)
         progress(.drain, "the new instance (pid \(pid)) \(status) after the switch; switching back to the old instance (pid \(old.process.pid), port \(old.port)), which never stopped")
         return .newExitedWhileDraining(
             SwapError(.appExited, "the new binary (pid \(pid)) \(status) after the switch, while the old instance drained; the proxy was switched back to the old instance (pid \(old.process.pid), port \(old.port)); \(output)"))
@@ -394,8 +395,8 @@ actor SwapRun {
 
     /// Where the output of an instance that exited is: its last lines, read
     /// back from the journal (its own stream), or where to look.
-    static func lastLines(of pid: Int32) async -> String {
-        let lines = JournalStream.isAvailable ? await JournalTail.settledLines(pid: pid) : []
+    static func lastLines(of pid: Int32, service: String) async -> String {
+        let lines = JournalStream.isAvailable ? await JournalTail.settledLines(pid: pid, identifier: service) : []
         guard !lines.isEmpty else { return "see its output in the service's log" }
         return "its last lines (journalctl _PID=\(pid)):\n" + lines.map { "    " + $0 }.joined(separator: "\n")
     }
