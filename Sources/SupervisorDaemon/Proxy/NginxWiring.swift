@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SupervisorShared
 
 /// Whether an nginx config sends traffic through the upstream file, read
 /// from `nginx -T`'s dump (every file nginx loaded, each under a
@@ -35,7 +36,7 @@ public enum NginxWiring {
             let list = files.map(\.path).joined(separator: ", ")
             return .notWired("nginx does not load \(upstreamFile): no `include` in its config reaches it (it loads \(list)); put `include \(upstreamFile);` inside an `upstream NAME { … }` block that a `proxy_pass http://NAME;` uses")
         }
-        var walk = Walk(files: files, directory: directoryName(main.path), target: target)
+        var walk = Walk(files: files, directory: AtomicFile.directoryName(main.path), target: target)
         walk.visit(parse(main.text), file: main.path, upstream: nil, depth: 0)
         if walk.wiredUpstreams.isEmpty {
             if !walk.reachedTarget {
@@ -213,11 +214,6 @@ public enum NginxWiring {
         var rest = Substring(address)
         if let scheme = rest.range(of: "://") { rest = rest[scheme.upperBound...] }
         return String(rest.prefix { !"$/:?".contains($0) }).lowercased()
-    }
-
-    static func directoryName(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     static func realPath(_ path: String) -> String? {

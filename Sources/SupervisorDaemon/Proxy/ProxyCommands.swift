@@ -8,7 +8,6 @@ struct ProxyCommands: Sendable {
     let reload: [String]
     var timeout: Duration = .seconds(30)
 
-    func runValidate() async -> CommandOutcome { await run(validate) }
     func runReload() async -> CommandOutcome { await run(reload) }
 
     func run(_ argv: [String]) async -> CommandOutcome { await Self.run(argv, timeout: timeout) }
