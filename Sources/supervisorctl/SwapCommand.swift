@@ -192,7 +192,8 @@ enum SwapStreamPrinter {
         let phases = SwapPhase.allCases.compactMap { phase -> String? in
             result.phasesMS[phase.rawValue].map { "\(phase.rawValue) \($0)" }
         }.joined(separator: ", ")
-        return "\(mark) \(result.action.rawValue) done in \(result.totalMS) ms: now serving \(to) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-"))\n  phases (ms): \(phases)"
+        let serving = result.servingMS.map { " (serving after \($0) ms)" } ?? ""
+        return "\(mark) \(result.action.rawValue) done in \(result.totalMS) ms\(serving): now serving \(to) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-"))\n  phases (ms): \(phases)"
     }
 
     /// The service's name for commands in hints (`journalctl -u supervisor@NAME`).

@@ -30,7 +30,12 @@ public struct SwapResult: Codable, Sendable, Equatable {
     /// With an error: the phase that failed.
     public var failedPhase: SwapPhase?
     public var phasesMS: [String: Int64]
+    /// From the request until the operation is over (the old instance drained and stopped, the files committed).
     public var totalMS: Int64
+    /// From the request until the new version serves (the proxy confirmed the
+    /// switch, or the flip); nil when it never did. The drain and stop of the
+    /// old instance come after it and only hold the command's return.
+    public var servingMS: Int64? = nil
 
     public init(
         ok: Bool, id: String, action: SwapAction, from: BinaryIdentity, to: BinaryIdentity, pid: Int32?,
@@ -54,6 +59,7 @@ public struct SwapResult: Codable, Sendable, Equatable {
         case failedPhase = "failed_phase"
         case phasesMS = "phases_ms"
         case totalMS = "total_ms"
+        case servingMS = "serving_ms"
     }
 }
 

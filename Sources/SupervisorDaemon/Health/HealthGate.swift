@@ -4,8 +4,15 @@ import Synchronization
 import SystemBindings
 
 /// Waits until a fresh instance is healthy: `healthy_after` consecutive good
-/// probes every `interval`, within `start_timeout`. An instance that exits
-/// fails the gate at once.
+/// answers within `start_timeout`. An instance that exits fails the gate at once.
+///
+/// The gate costs the app's own start plus a few milliseconds: while nothing
+/// listens on the port (connection refused, which loopback answers at once)
+/// it tries again every `acceptPoll`, so the first probe follows the app's
+/// `listen()`; after a good answer the next probe follows at once (the
+/// streak asks for consecutive answers, not for idle time between them);
+/// only after a bad answer (the app listens but is not ready) does it wait
+/// `interval`.
 public struct HealthGate: Sendable {
     public enum Result: Sendable, Equatable {
         case healthy(probes: Int)
@@ -15,10 +22,20 @@ public struct HealthGate: Sendable {
 
     public let config: HealthConfig
     public let probe: HealthProbe
+    /// How soon to try again while nothing listens (never longer than `interval`).
+    public static let acceptPoll: Duration = .milliseconds(5)
 
     public init(config: HealthConfig) {
         self.config = config
         self.probe = HealthProbe(config: config)
+    }
+
+    /// What to wait before the next probe, after `answer`.
+    static func pause(after answer: HealthProbe.Answer, interval: Duration) -> Duration {
+        switch answer.outcome {
+        case .healthy: .zero
+        case .unhealthy: answer.nothingListens ? min(acceptPoll, interval) : interval
+        }
     }
 
     public func wait(port: Int, process: ChildProcess) async -> Result {
@@ -55,7 +72,8 @@ public struct HealthGate: Sendable {
         var total = 0
         while !Task.isCancelled {
             total += 1
-            switch await probe.probe(port: port) {
+            let answer = await probe.answer(port: port)
+            switch answer.outcome {
             case .healthy:
                 streak += 1
                 if streak >= config.healthyAfter { return .healthy(probes: total) }
@@ -63,8 +81,10 @@ public struct HealthGate: Sendable {
                 streak = 0
                 last.set(problem)
             }
+            let pause = Self.pause(after: answer, interval: config.interval)
+            guard pause > .zero else { continue }
             do {
-                try await Task.sleep(for: config.interval)
+                try await Task.sleep(for: pause)
             } catch {
                 return nil
             }

@@ -10,6 +10,14 @@ public struct HealthProbe: Sendable {
         case unhealthy(String)
     }
 
+    /// One probe's outcome, and whether it failed because nothing listens on
+    /// the port yet (the connection was refused): the gate then tries again
+    /// within milliseconds instead of after `interval`.
+    public struct Answer: Sendable, Equatable {
+        public let outcome: Outcome
+        public let nothingListens: Bool
+    }
+
     public let path: String
     public let timeout: Duration
     public let expectBody: String?
@@ -40,26 +48,31 @@ public struct HealthProbe: Sendable {
     }
 
     /// Runs one probe on its own thread.
-    public func probe(port: Int) async -> Outcome {
+    public func probe(port: Int) async -> Outcome { await answer(port: port).outcome }
+
+    /// Runs one probe on its own thread, saying whether nothing listened.
+    public func answer(port: Int) async -> Answer {
         let request = HTTPRequest(
             url: url(port: port), headers: ["Connection: close"], timeout: timeout)
         let expectBody = self.expectBody
         let expectJSON = self.expectJSON
-        return await BlockingThread.run { () -> Outcome in
+        return await BlockingThread.run { () -> Answer in
             do {
                 let response = try request.perform()
                 guard (200..<300).contains(response.status) else {
-                    return .unhealthy("HTTP \(response.status)")
+                    return Answer(outcome: .unhealthy("HTTP \(response.status)"), nothingListens: false)
                 }
                 if let expectBody, !response.bodyText.contains(expectBody) {
-                    return .unhealthy("body does not contain \"\(expectBody)\"")
+                    return Answer(outcome: .unhealthy("body does not contain \"\(expectBody)\""), nothingListens: false)
                 }
                 if let problem = Self.jsonProblem(response.body, expected: expectJSON) {
-                    return .unhealthy(problem)
+                    return Answer(outcome: .unhealthy(problem), nothingListens: false)
                 }
-                return .healthy
+                return Answer(outcome: .healthy, nothingListens: false)
+            } catch let error as HTTPTransportError {
+                return Answer(outcome: .unhealthy(error.message), nothingListens: error.kind == .couldNotConnect && error.osErrno == ECONNREFUSED)
             } catch {
-                return .unhealthy((error as? HTTPTransportError)?.message ?? "\(error)")
+                return Answer(outcome: .unhealthy("\(error)"), nothingListens: false)
             }
         }
     }

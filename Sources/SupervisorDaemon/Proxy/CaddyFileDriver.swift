@@ -7,14 +7,23 @@ import SupervisorShared
 import SystemBindings
 
 /// `kind = "caddy"`: the Caddyfile imports the upstream file inside
-/// `reverse_proxy { … }`. A switch writes the file, `caddy validate`s,
-/// `caddy reload`s (a POST to the admin `/load` that returns once the new
-/// config runs), and confirms with `GET /reverse_proxy/upstreams`.
+/// `reverse_proxy { … }`. A switch writes the file, has Caddy load the
+/// Caddyfile, and confirms with `GET /reverse_proxy/upstreams`.
+///
+/// Unless `[proxy] validate` or `reload` overrides it, the load is one POST of
+/// the Caddyfile to the admin API's `/load` (`Content-Type: text/caddyfile`):
+/// Caddy adapts, validates and applies it atomically and keeps the config it
+/// runs when it refuses one, which is what `caddy validate` plus `caddy reload`
+/// do with two processes. A Caddyfile that imports a relative path goes through
+/// those commands instead: Caddy resolves a posted Caddyfile's relative imports
+/// against its own working directory, the CLI against the file's.
 public struct CaddyFileDriver: ProxyDriver {
     let upstream: UpstreamFile
     let configPath: String
     let admin: AdminEndpoint
     let commands: ProxyCommands
+    /// Neither `[proxy] validate` nor `reload` is set: switches POST the Caddyfile to `/load`.
+    let loadsThroughAdmin: Bool
     let confirmTimeout: Duration
 
     var validateCommand: [String] { commands.validate }
@@ -32,6 +41,7 @@ public struct CaddyFileDriver: ProxyDriver {
                 .map { Placeholders.substitute($0, values) },
             reload: (proxy.reload ?? ["caddy", "reload", "--config", "{config}", "--address", "{admin}"] + adapter)
                 .map { Placeholders.substitute($0, values) })
+        loadsThroughAdmin = proxy.validate == nil && proxy.reload == nil
         confirmTimeout = max(config.drain.timeout, .seconds(2))
     }
 
@@ -44,7 +54,12 @@ public struct CaddyFileDriver: ProxyDriver {
     }
 
     public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
-        let change = FileSwitch(proxyName: "caddy", upstream: upstream, commands: commands)
+        let change: FileSwitch
+        if loadsThroughAdmin, let caddyfile = AtomicFile.read(configPath), Self.relativeImports(in: caddyfile).isEmpty {
+            change = FileSwitch(proxyName: "caddy", upstream: upstream, validate: nil, reload: load(caddyfile))
+        } else {
+            change = FileSwitch(proxyName: "caddy", upstream: upstream, validate: commands.validate, reload: .command(commands.reload))
+        }
         try await change.perform(port: port, log: log, prepare: {}, confirm: { await self.confirm(port: port) })
         log("caddy routes to 127.0.0.1:\(port) (confirmed by \(admin.display)/reverse_proxy/upstreams)")
     }
@@ -55,6 +70,42 @@ public struct CaddyFileDriver: ProxyDriver {
             return
         }
         try await switchUpstream(to: port, log: log)
+    }
+
+    /// One POST of the Caddyfile to the admin API's `/load`: Caddy adapts,
+    /// validates and applies it, and answers once the new config runs.
+    func load(_ caddyfile: [UInt8]) -> ProxyReload {
+        let admin = self.admin, configPath = self.configPath
+        return ProxyReload(
+            description: { "POST \(admin.display)/load (\(configPath) as text/caddyfile)" },
+            apply: {
+                let request = admin.request(path: "/load", method: "POST", body: caddyfile, contentType: "text/caddyfile", timeout: .seconds(30))
+                switch await request.performed() {
+                case .success(let response) where (200..<300).contains(response.status):
+                    return .applied
+                case .success(let response) where (400..<500).contains(response.status):
+                    return .rejected("POST /load: HTTP \(response.status): \(UntrustedText.escaped(String(response.bodyText.prefix(400))))")
+                case .success(let response):
+                    return .failed("POST /load: HTTP \(response.status): \(UntrustedText.escaped(String(response.bodyText.prefix(400))))")
+                case .failure(let error):
+                    return .failed("caddy's admin API \(admin.display) is unreachable: \(error.message)")
+                }
+            })
+    }
+
+    /// The arguments of top-level `import` lines that name a relative path
+    /// (not a snippet the file defines, not an absolute path).
+    static func relativeImports(in caddyfile: [UInt8]) -> [String] {
+        let lines = String(decoding: caddyfile, as: UTF8.self).split(separator: "\n")
+        var snippets: Set<String> = []
+        var imports: [String] = []
+        for line in lines {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let first = words.first else { continue }
+            if first.hasPrefix("("), first.hasSuffix(")") { snippets.insert(String(first.dropFirst().dropLast())) }
+            if first == "import", words.count >= 2 { imports.append(String(words[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\"`"))) }
+        }
+        return imports.filter { !$0.hasPrefix("/") && !snippets.contains($0) }
     }
 
     /// Nil when the admin API lists the address; else what was wrong.
@@ -106,9 +157,9 @@ public struct AdminEndpoint: Sendable, Equatable {
 
     public var display: String { raw }
 
-    public func request(path: String, method: String = "GET", body: [UInt8]? = nil, timeout: Duration) -> HTTPRequest {
+    public func request(path: String, method: String = "GET", body: [UInt8]? = nil, contentType: String = "application/json", timeout: Duration) -> HTTPRequest {
         var headers: [String] = []
-        if body != nil { headers.append("Content-Type: application/json") }
+        if body != nil { headers.append("Content-Type: \(contentType)") }
         if let socket = unixSocketPath {
             // Caddy 2.6 checks the Host of requests on its unix admin socket: send it empty.
             headers.append("Host;")

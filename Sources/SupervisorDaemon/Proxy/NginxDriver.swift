@@ -8,11 +8,13 @@ import SystemBindings
 /// `kind = "nginx"`: the nginx config includes the upstream file inside
 /// `upstream NAME { include …; keepalive …; }`. A switch writes the file,
 /// runs `nginx -T` (the test, plus a dump that must show the file still
-/// included where a `proxy_pass` sends traffic), `nginx -s reload`, and
-/// confirms from /proc.
+/// included where a `proxy_pass` sends traffic), reloads, and confirms from
+/// /proc. Unless `[proxy] reload` overrides it, the reload is what
+/// `nginx -s reload` does, done here: SIGHUP to the master named by the pid
+/// file, without spawning a second nginx that parses the config again.
 ///
-/// `nginx -s reload` only signals the master and exits 0 even when applying
-/// fails, and old workers keep accepting for ~100–150 ms after it. So the
+/// A reload only signals the master (`nginx -s reload` exits 0 even when
+/// applying fails), and old workers keep accepting for ~100–150 ms after it. So the
 /// switch counts as confirmed when the master has forked a new generation of
 /// workers *and* every worker that existed before the reload has exited; no
 /// new workers within the timeout means the reload did not take: revert.
@@ -22,6 +24,8 @@ public struct NginxDriver: ProxyDriver {
     let pidFile: String
     let commands: ProxyCommands
     let switchCommands: ProxyCommands
+    /// Whether `[proxy] reload` is the default (then the driver signals the master itself).
+    let signalsMaster: Bool
     let confirmTimeout: Duration
 
     public init(config: SupervisorConfig) {
@@ -39,13 +43,14 @@ public struct NginxDriver: ProxyDriver {
             validate: ProxyWiringCheck.nginxDumpCommand(validate: commands.validate) ?? commands.validate,
             reload: commands.reload)
         pidFile = proxy.pidFile ?? Self.pidFile(fromConfig: proxy.config) ?? "/run/nginx.pid"
+        signalsMaster = proxy.reload == nil
         confirmTimeout = max(config.drain.timeout, .seconds(2))
     }
 
     public var summary: String { "nginx (\(configPath ?? "default config"), upstream file \(upstream.path))" }
 
     public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
-        var change = FileSwitch(proxyName: "nginx", upstream: upstream, commands: switchCommands)
+        var change = FileSwitch(proxyName: "nginx", upstream: upstream, validate: switchCommands.validate, reload: reload)
         if switchCommands.validate != commands.validate {
             let path = upstream.path
             change.inspectValidation = { outcome in outcome.truncated ? nil : NginxWiring.problem(dump: outcome.output, upstreamFile: path) }
@@ -68,6 +73,28 @@ public struct NginxDriver: ProxyDriver {
             return
         }
         try await switchUpstream(to: port, log: log)
+    }
+
+    /// The reload a switch does: SIGHUP to the master, or `[proxy] reload`.
+    var reload: ProxyReload {
+        guard signalsMaster else { return .command(commands.reload) }
+        let pidFile = self.pidFile
+        return ProxyReload(
+            description: { "SIGHUP to the nginx master in \(pidFile) (what `nginx -s reload` does)" },
+            apply: {
+                guard let master = masterPID() else {
+                    return .failed("no running nginx master (pid file \(pidFile) missing, unreadable or naming no process)")
+                }
+                // The daemon is root: never signal what a stale pid file names now.
+                let title = ProcessIdentity.readText("/proc/\(master)/cmdline") ?? ""
+                guard title.hasPrefix("nginx: master process") else {
+                    return .failed("pid \(master) in \(pidFile) is not an nginx master (its command line: \(UntrustedText.quoted(String(title.prefix(80)))))")
+                }
+                guard kill(master, SIGHUP) == 0 else {
+                    return .failed("cannot signal the nginx master (pid \(master)): \(String(cString: strerror(errno)))")
+                }
+                return .applied
+            })
     }
 
     func masterPID() -> Int32? {

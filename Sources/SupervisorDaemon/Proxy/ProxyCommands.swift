@@ -6,16 +6,9 @@ import SystemBindings
 struct ProxyCommands: Sendable {
     let validate: [String]
     let reload: [String]
-    var timeout: Duration = .seconds(30)
-
-    func runReload() async -> CommandOutcome { await run(reload) }
-
-    func run(_ argv: [String]) async -> CommandOutcome { await Self.run(argv, timeout: timeout) }
 
     /// A config dump (`nginx -T`) may be large: read it whole, up to this.
     static let dumpLimit = 64 << 20
-
-    func runValidate(outputLimit: Int) async -> CommandOutcome { await Self.run(validate, timeout: timeout, outputLimit: outputLimit) }
 
     static func run(_ argv: [String], timeout: Duration = .seconds(30), outputLimit: Int = 1 << 20) async -> CommandOutcome {
         do {
@@ -26,13 +19,39 @@ struct ProxyCommands: Sendable {
     }
 }
 
+/// How a switch applies the upstream file it wrote: by running the reload
+/// command, or, where the operator did not override that command, by doing
+/// in process what it does (Caddy's `/load`, nginx's SIGHUP to its master),
+/// which saves spawning the proxy's CLI on every switch.
+struct ProxyReload: Sendable {
+    enum Outcome: Sendable, Equatable {
+        case applied
+        /// The proxy refused the config and kept the one it runs.
+        case rejected(String)
+        case failed(String)
+    }
+
+    /// What the log says was done (`nginx -s reload`, `SIGHUP to nginx's master (pid 12)`).
+    let description: @Sendable () -> String
+    let apply: @Sendable () async -> Outcome
+
+    static func command(_ argv: [String], timeout: Duration = .seconds(30)) -> ProxyReload {
+        ProxyReload(description: { "`\(argv.joined(separator: " "))`" }, apply: {
+            let outcome = await ProxyCommands.run(argv, timeout: timeout)
+            return outcome.succeeded ? .applied : .failed(outcome.failureDescription)
+        })
+    }
+}
+
 /// The file-based switch every file driver shares: write, validate, reload,
 /// confirm; on any failure put the old file back (and reload again when the
 /// proxy may already have loaded the new one).
 struct FileSwitch: Sendable {
     let proxyName: String
     let upstream: UpstreamFile
-    let commands: ProxyCommands
+    /// Run before the reload; nil when the reload validates by itself (Caddy's `/load`).
+    let validate: [String]?
+    let reload: ProxyReload
     /// Reads what the validation printed (nginx's `-T` dump): nil when the
     /// config routes through the upstream file, else what is wrong.
     var inspectValidation: @Sendable (CommandOutcome) -> String? = { _ in nil }
@@ -48,30 +67,38 @@ struct FileSwitch: Sendable {
         try upstream.write(port: port)
         log("wrote \(upstream.path): \(upstream.render(port: port).trimmingCharacters(in: .whitespacesAndNewlines))")
 
-        let validated = await commands.runValidate(outputLimit: ProxyCommands.dumpLimit)
-        guard validated.succeeded else {
-            upstream.restore(previous)
-            throw SwapError(.proxyValidateFailed, "\(proxyName) rejected the config: \(validated.failureDescription); upstream file restored")
+        if let validate {
+            let validated = await ProxyCommands.run(validate, outputLimit: ProxyCommands.dumpLimit)
+            guard validated.succeeded else {
+                upstream.restore(previous)
+                throw SwapError(.proxyValidateFailed, "\(proxyName) rejected the config: \(validated.failureDescription); upstream file restored")
+            }
+            if let problem = inspectValidation(validated) {
+                upstream.restore(previous)
+                throw SwapError(.proxyNotWired, "\(problem); upstream file restored, \(proxyName) not reloaded")
+            }
+            log("validated: `\(validate.joined(separator: " "))`")
         }
-        if let problem = inspectValidation(validated) {
-            upstream.restore(previous)
-            throw SwapError(.proxyNotWired, "\(problem); upstream file restored, \(proxyName) not reloaded")
-        }
-        log("validated: `\(commands.validate.joined(separator: " "))`")
 
         let token = await prepare()
-        let reloaded = await commands.runReload()
-        guard reloaded.succeeded else {
+        switch await reload.apply() {
+        case .applied:
+            break
+        case .rejected(let problem):
+            // The proxy kept the config it runs: only the file needs putting back.
             upstream.restore(previous)
-            let again = await commands.runReload()
-            throw SwapError(.proxyReloadFailed, "\(proxyName) reload failed: \(reloaded.failureDescription); upstream file restored\(again.succeeded ? " and reloaded" : " (reloading it failed too: is \(proxyName) running?)")")
+            throw SwapError(.proxyValidateFailed, "\(proxyName) rejected the config: \(problem); it keeps the one it runs, upstream file restored")
+        case .failed(let problem):
+            upstream.restore(previous)
+            let again = await reload.apply()
+            throw SwapError(.proxyReloadFailed, "\(proxyName) reload failed: \(problem); upstream file restored\(again == .applied ? " and reloaded" : " (reloading it failed too: is \(proxyName) running?)")")
         }
-        log("reloaded: `\(commands.reload.joined(separator: " "))`")
+        log("reloaded: \(reload.description())")
 
         if let problem = await confirm(token) {
             upstream.restore(previous)
-            let again = await commands.runReload()
-            throw SwapError(.proxyNotConfirmed, "\(proxyName) did not confirm the switch to 127.0.0.1:\(port): \(problem); upstream file restored\(again.succeeded ? " and reloaded" : "")")
+            let again = await reload.apply()
+            throw SwapError(.proxyNotConfirmed, "\(proxyName) did not confirm the switch to 127.0.0.1:\(port): \(problem); upstream file restored\(again == .applied ? " and reloaded" : "")")
         }
     }
 }

@@ -186,10 +186,12 @@ extension Supervisor {
                 report("warning: \(error.message)")
             }
         }
-        await finishFlip(ticket, result: SwapResult(
+        var flipped = SwapResult(
             ok: true, id: hold.id, action: action, from: from, to: to, pid: hold.old.process.pid, port: hold.old.port, error: nil,
             failedPhase: nil, phasesMS: ["switch": (switched - started).milliseconds, "stop": (stoppedAt - switched).milliseconds],
-            totalMS: (ContinuousClock.now - started).milliseconds))
+            totalMS: (ContinuousClock.now - started).milliseconds)
+        flipped.servingMS = (switched - started).milliseconds
+        await finishFlip(ticket, result: flipped)
     }
 
     private func finishFlip(_ ticket: OperationMachine.Ticket?, result: SwapResult) async {

@@ -51,6 +51,8 @@ actor SwapRun {
     private var newChild: ChildProcess?
     private var prepared: AppLaunch.Prepared?
     private var handedOver = false
+    /// When the new instance began to serve (the switch confirmed).
+    private var servingSince: ContinuousClock.Instant?
     private let oldIdentity: ProcessIdentity?
     private var newIdentity: ProcessIdentity?
 
@@ -290,6 +292,7 @@ actor SwapRun {
     /// The new instance serves: it is the one supervised from here.
     private func switched() async -> SwapMachine.Event {
         // From here the new instance serves: it is the one supervised.
+        servingSince = ContinuousClock.now
         if let newChild {
             await context.owner.handOver(
                 to: Instance(process: newChild, port: newPort, identity: newIdentityFacts), replacing: old.process, executable: staged?.path,
@@ -421,6 +424,8 @@ actor SwapRun {
             ok: true, id: context.id, action: context.action, from: from, to: to,
             pid: handedOver ? newChild?.pid : old.process.pid, port: handedOver ? newPort : old.port,
             error: nil, failedPhase: nil, phasesMS: phasesMS, totalMS: total)
+        // Served, and still serves: a swap undone after its switch did not leave the new version serving.
+        if handedOver, let servingSince { result.servingMS = (servingSince - started).milliseconds }
         if case .failed(let error, let phase) = outcome {
             result.ok = false
             result.error = error
