@@ -658,6 +658,20 @@ def rss_kib(pid):
     return 0
 
 
+def memory_kib(pid):
+    """RSS, PSS (shared pages divided among the processes mapping them) and
+    private anonymous memory (heap, stacks: what the daemon itself allocated),
+    from /proc/PID/smaps_rollup."""
+    values = {"rss": 0, "pss": 0, "anonymous": 0}
+    names = {"Rss:": "rss", "Pss:": "pss", "Anonymous:": "anonymous"}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            words = line.split()
+            if words and words[0] in names:
+                values[names[words[0]]] = int(words[1])
+    return values
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -676,7 +690,7 @@ def daemon_cost(bench, proxy, idle_seconds):
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(idle_seconds)
     cpu1, t1 = cpu_seconds(pid), time.monotonic()
-    idle = {"rss_kib": rss_kib(pid), "cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0), "fds": fd_count(pid), "seconds": idle_seconds}
+    idle = {"rss_kib": rss_kib(pid), "memory": memory_kib(pid), "cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0), "fds": fd_count(pid), "seconds": idle_seconds}
     supervisor.stop()
 
     # Start to READY=1 (no proxy to point: that is the proxy's time), and
@@ -900,6 +914,8 @@ def write_report(path, rows, idle, ready, soak_result, reload_control, info, com
         "| measure | value |",
         "|---|---|",
         f"| RSS when idle (app running, {idle['seconds']:.0f} s) | {idle['rss_kib'] / 1024:.1f} MiB |",
+        f"| of it PSS (shared library pages divided among the processes that map them) | {idle['memory']['pss'] / 1024:.1f} MiB |",
+        f"| of it private anonymous memory (heap, stacks: the daemon's own) | {idle['memory']['anonymous'] / 1024:.1f} MiB |",
         f"| CPU when idle | {idle['cpu_percent']:.2f} % of one core |",
         f"| open file descriptors when idle | {idle['fds']} |",
         f"| exec of supervisord to `READY=1`, no proxy, `[health]` defaults (median of 5) | {ready['default']:.0f} ms |",
