@@ -46,6 +46,36 @@ import Testing
         #expect(nginx.render(port: 9000) == "server 127.0.0.1:9000 max_fails=0;\n")
     }
 
+    @Test func theFallbackFollowsTheNewInstanceWhereTheTemplateCanCarryIt() throws {
+        let nginx = UpstreamFile(path: "/tmp/none", template: "server 127.0.0.1:{port} max_fails=0;", fallbackStyle: .nginxBackup)
+        #expect(nginx.render(port: 9001, fallback: 9000) == "server 127.0.0.1:9001 max_fails=0;\nserver 127.0.0.1:9000 max_fails=0 backup;\n")
+        let caddy = UpstreamFile(path: "/tmp/none", template: "to 127.0.0.1:{port}", fallbackStyle: .caddyFirst)
+        #expect(caddy.render(port: 9001, fallback: 9000) == "to 127.0.0.1:9001\nto 127.0.0.1:9000\nlb_policy first\nfail_duration 5s\nlb_retry_match {\n\tmethod GET HEAD\n}\n")
+        // A template that is not one server/to line carries none.
+        let block = UpstreamFile(path: "/tmp/none", template: "upstream app {\n server 127.0.0.1:{port};\n}", fallbackStyle: .nginxBackup)
+        #expect(block.render(port: 9001, fallback: 9000) == nil)
+        #expect(UpstreamFile(path: "/tmp/none", template: "to 127.0.0.1:{port}").render(port: 9001, fallback: 9000) == nil)
+
+        // With or without its fallback, the file routes to its first port only; dropping the fallback leaves that.
+        let scratch = TemporaryDirectory()
+        let file = UpstreamFile(path: scratch.file("upstream"), template: "server 127.0.0.1:{port};", fallbackStyle: .nginxBackup)
+        try file.write(try #require(file.render(port: 9001, fallback: 9000)))
+        #expect(file.routes(to: 9001) && !file.routes(to: 9000))
+        let log: @Sendable (String) -> Void = { _ in }
+        file.dropFallback(port: 9000, log: log)
+        #expect(file.current().map { String(decoding: $0, as: UTF8.self) } == "server 127.0.0.1:9001;\nserver 127.0.0.1:9000 backup;\n", "only a fallback after the given port is dropped")
+        file.dropFallback(port: 9001, log: log)
+        #expect(file.current().map { String(decoding: $0, as: UTF8.self) } == "server 127.0.0.1:9001;\n")
+        #expect(file.routes(to: 9001))
+    }
+
+    @Test func aCaddyfileWithRelativeImportsIsLoadedByTheCommands() {
+        let absolute = Array("{\n\tadmin 127.0.0.1:2019\n}\n(common) {\n\theader X 1\n}\n:80 {\n\timport common\n\treverse_proxy {\n\t\timport /etc/caddy/upstream\n\t}\n}\n".utf8)
+        #expect(CaddyFileDriver.relativeImports(in: absolute).isEmpty)
+        let relative = Array(":80 {\n\treverse_proxy {\n\t\timport upstreams/app\n\t}\n}\n".utf8)
+        #expect(CaddyFileDriver.relativeImports(in: relative) == ["upstreams/app"])
+    }
+
     @Test func upstreamFileWritesAndRestores() throws {
         let scratch = TemporaryDirectory()
         let file = UpstreamFile(path: scratch.file("sub/upstream"), template: "to 127.0.0.1:{port}")

@@ -31,7 +31,24 @@ extension UnderLoad {
             let (result, json) = try stack.swap(crashing)
             let report = load.finish()
             let directReport = direct.finish()
-            print("LOAD \(kind.rawValue) new instance exits while the old drains, through the proxy (Connection: close): \(report); phases ms \(json?["phases_ms"] ?? "-")")
+            print("LOAD \(kind.rawValue) phases ms \(json?["phases_ms"] ?? "-")")
+            let label = "\(kind.rawValue) new instance exits while the old drains, through the proxy (Connection: close)"
+            switch kind {
+            case .nginx:
+                // The old instance is nginx's backup while it drains: nothing fails while the switch back runs.
+                report.expectNothingFailed(label)
+            case .caddy:
+                // The old instance is Caddy's fallback (lb_policy first) while it drains. What remains
+                // is Caddy 2.6's own: unloading a config resets its passive health counts, so a request
+                // the old config takes during the switch-back reload may pick the dead instance, and the
+                // unload cancels its retry (measured 0–1 per run; 16 without the fallback).
+                print("LOAD \(label): \(report)")
+                #expect(report.non2xx <= 2 && report.socketErrors <= 13 * 2, "\(label): \(report)")
+            case .caddyAPI:
+                // caddy-api changes one dial in place and has no fallback (docs/configuration.md):
+                // requests sent to the dead instance before the switch back fail there. Measured, not asserted.
+                print("LOAD \(label): \(report)")
+            }
             print("LOAD \(kind.rawValue) new instance exits while the old drains, straight to the old instance (keep-alive): \(directReport)")
 
             let error = json?["error"] as? [String: Any]
@@ -130,7 +147,12 @@ extension UnderLoad {
             #expect(result.exitCode != 0, "the daemon died mid-revert: \(result.stderr)")
             #expect(stack.daemon.process?.waitForExit(timeout: 10) == true)
             #expect(stack.daemon.process?.exitCode == 99, "\(stack.daemon.log.suffix(3000))")
-            #expect(stack.proxy.servedVersion() != "v1", "the proxy still points at the dead new instance")
+            // The upstream file still names the dead new instance first; nginx
+            // answers from its backup, the old instance, until recovery points it back.
+            let nginx = try #require(stack.proxy as? NginxUnderTest)
+            let upstream = (try? String(contentsOfFile: nginx.upstreamFile, encoding: .utf8)) ?? ""
+            #expect(!upstream.hasPrefix("server 127.0.0.1:\(oldPort);") && upstream.contains("server 127.0.0.1:\(oldPort) backup;"), "\(upstream)")
+            #expect(stack.proxy.servedVersion() == "v1", "the old instance answers as the fallback")
 
             try stack.daemon.start(environment: stack.proxy.environment)
             let after = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
@@ -139,6 +161,7 @@ extension UnderLoad {
             #expect(after["pid"] as? Int == oldPID, "the old instance re-adopted, not restarted")
             #expect(after["version"] as? String == "v1")
             #expect(stack.proxy.servedVersion() == "v1")
+            #expect(eventually(timeout: 10) { (try? String(contentsOfFile: nginx.upstreamFile, encoding: .utf8)) == "server 127.0.0.1:\(oldPort);\n" }, "recovery points the file at the old instance alone")
             #expect(directReport.non2xx == 0 && directReport.socketErrors == 0, "the old instance was interrupted: \(directReport)")
             #expect(eventually(timeout: 10) { !FileManager.default.fileExists(atPath: stack.live + ".new") }, "no stray .new")
             #expect(stack.bytes(stack.live) == v1Bytes)

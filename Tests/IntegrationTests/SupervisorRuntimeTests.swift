@@ -54,7 +54,7 @@ struct SupervisorRuntimeTests {
         let port = Mutex<Int?>(nil)
         let switches = Mutex(0)
         var summary: String { "fake" }
-        func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+        func switchUpstream(to port: Int, fallback: Int?, log: @Sendable (String) -> Void) async throws(SwapError) {
             await gate.wait()
             self.port.withLock { $0 = port }
             switches.withLock { $0 += 1 }

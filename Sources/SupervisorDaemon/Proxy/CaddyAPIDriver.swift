@@ -26,7 +26,8 @@ public struct CaddyAPIDriver: ProxyDriver {
 
     func dial(port: Int) -> String { Placeholders.substitute(template, ["port": String(port)]) }
 
-    public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+    /// No fallback: the object with the `@id` holds one dial.
+    public func switchUpstream(to port: Int, fallback: Int?, log: @Sendable (String) -> Void) async throws(SwapError) {
         let previous: String
         switch await currentDial() {
         case .success(let value): previous = value

@@ -31,7 +31,7 @@ public struct CaddyFileDriver: ProxyDriver {
 
     public init(config: SupervisorConfig) {
         let proxy = config.proxy
-        upstream = UpstreamFile(path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate)
+        upstream = UpstreamFile(path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate, fallbackStyle: .caddyFirst)
         configPath = proxy.config ?? ""
         admin = AdminEndpoint(proxy.admin ?? "http://127.0.0.1:2019")
         let adapter = Self.needsAdapterFlag(configPath) ? ["--adapter", "caddyfile"] : []
@@ -53,23 +53,47 @@ public struct CaddyFileDriver: ProxyDriver {
         return !name.hasPrefix("Caddyfile")
     }
 
-    public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+    public func switchUpstream(to port: Int, fallback: Int?, log: @Sendable (String) -> Void) async throws(SwapError) {
         let change: FileSwitch
         if loadsThroughAdmin, let caddyfile = AtomicFile.read(configPath), Self.relativeImports(in: caddyfile).isEmpty {
             change = FileSwitch(proxyName: "caddy", upstream: upstream, validate: nil, reload: load(caddyfile))
         } else {
             change = FileSwitch(proxyName: "caddy", upstream: upstream, validate: commands.validate, reload: .command(commands.reload))
         }
-        try await change.perform(port: port, log: log, prepare: {}, confirm: { await self.confirm(port: port) })
+        try await change.perform(port: port, fallback: fallback, log: log, prepare: {}, confirm: { await self.confirm(port: port) })
         log("caddy routes to 127.0.0.1:\(port) (confirmed by \(admin.display)/reverse_proxy/upstreams)")
     }
 
     public func ensureUpstream(port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
         if upstream.routes(to: port), await confirm(port: port, timeout: .milliseconds(500)) == nil {
             log("caddy already routes to 127.0.0.1:\(port)")
+            upstream.dropFallback(port: port, log: log)
             return
         }
         try await switchUpstream(to: port, log: log)
+    }
+
+    public func dropFallback(port: Int, log: @Sendable (String) -> Void) {
+        upstream.dropFallback(port: port, log: log)
+    }
+
+    public func fallbackTakeover(primary: Int) -> Duration {
+        guard let text = upstream.current().map({ String(decoding: $0, as: UTF8.self) }),
+            upstream.fallbackPort(in: text, primary: primary) != nil
+        else { return .zero }
+        let interval = AtomicFile.read(configPath).flatMap { Self.tryInterval(in: $0) } ?? .milliseconds(250)
+        return interval + .milliseconds(50)
+    }
+
+    /// The first `lb_try_interval` of a Caddyfile (Caddy's default is 250ms).
+    static func tryInterval(in caddyfile: [UInt8]) -> Duration? {
+        for line in String(decoding: caddyfile, as: UTF8.self).split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if words.count >= 2, words[0] == "lb_try_interval", case .success(let value) = DurationParser.parse(String(words[1])) {
+                return min(value, .seconds(5))
+            }
+        }
+        return nil
     }
 
     /// One POST of the Caddyfile to the admin API's `/load`: Caddy adapts,

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SupervisorCore
+import Synchronization
 import SupervisorShared
 import SystemBindings
 
@@ -14,10 +15,13 @@ import SystemBindings
 /// file, without spawning a second nginx that parses the config again.
 ///
 /// A reload only signals the master (`nginx -s reload` exits 0 even when
-/// applying fails), and old workers keep accepting for ~100–150 ms after it. So the
-/// switch counts as confirmed when the master has forked a new generation of
-/// workers *and* every worker that existed before the reload has exited; no
-/// new workers within the timeout means the reload did not take: revert.
+/// applying fails). The master forks a new generation of workers only once it
+/// has loaded the new config, so new workers confirm the switch; none within
+/// the timeout means the reload did not take: revert. The previous workers
+/// finish what they have and exit on their own: nginx lets them accept for
+/// another 100 ms (its master sleeps that long before telling them to stop),
+/// so what they still send the old instance is the drain's to wait for, not
+/// the switch's: the new version serves from the new generation on.
 public struct NginxDriver: ProxyDriver {
     let upstream: UpstreamFile
     let configPath: String?
@@ -26,11 +30,13 @@ public struct NginxDriver: ProxyDriver {
     let switchCommands: ProxyCommands
     /// Whether `[proxy] reload` is the default (then the driver signals the master itself).
     let signalsMaster: Bool
+    /// The master and the workers it ran before the last reload.
+    private let previousGeneration = WorkerGeneration()
     let confirmTimeout: Duration
 
     public init(config: SupervisorConfig) {
         let proxy = config.proxy
-        upstream = UpstreamFile(path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate)
+        upstream = UpstreamFile(path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate, fallbackStyle: .nginxBackup)
         configPath = proxy.config
         let configFlag = proxy.config.map { ["-c", $0] } ?? []
         let values = ["config": proxy.config ?? "", "admin": ""]
@@ -49,17 +55,19 @@ public struct NginxDriver: ProxyDriver {
 
     public var summary: String { "nginx (\(configPath ?? "default config"), upstream file \(upstream.path))" }
 
-    public func switchUpstream(to port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+    public func switchUpstream(to port: Int, fallback: Int?, log: @Sendable (String) -> Void) async throws(SwapError) {
         var change = FileSwitch(proxyName: "nginx", upstream: upstream, validate: switchCommands.validate, reload: reload)
         if switchCommands.validate != commands.validate {
             let path = upstream.path
             change.inspectValidation = { outcome in outcome.truncated ? nil : NginxWiring.problem(dump: outcome.output, upstreamFile: path) }
         }
         try await change.perform(
-            port: port, log: log,
+            port: port, fallback: fallback, log: log,
             prepare: { () -> (master: Int32, workers: Set<Int32>)? in
                 guard let master = masterPID() else { return nil }
-                return (master, ProcessTable.children(of: master))
+                let generation = (master: master, workers: Self.workers(of: master))
+                previousGeneration.record(generation)
+                return generation
             },
             confirm: { before in
                 guard let before else { return "no running nginx master (pid file \(pidFile))" }
@@ -70,9 +78,14 @@ public struct NginxDriver: ProxyDriver {
     public func ensureUpstream(port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
         if upstream.routes(to: port) {
             log("nginx upstream file already routes to 127.0.0.1:\(port)")
+            upstream.dropFallback(port: port, log: log)
             return
         }
         try await switchUpstream(to: port, log: log)
+    }
+
+    public func dropFallback(port: Int, log: @Sendable (String) -> Void) {
+        upstream.dropFallback(port: port, log: log)
     }
 
     /// The reload a switch does: SIGHUP to the master, or `[proxy] reload`.
@@ -105,30 +118,43 @@ public struct NginxDriver: ProxyDriver {
         return pid
     }
 
-    /// Nil once a new generation runs and the old one is gone; else what is missing.
+    /// Nil once the master runs a generation of workers forked after the
+    /// reload; else what is missing.
     func confirmNewGeneration(master: Int32, oldWorkers: Set<Int32>, log: @Sendable (String) -> Void) async -> String? {
         let deadline = ContinuousClock.now + confirmTimeout
-        var sawNew = false
-        var lastChildren: Set<Int32> = []
         while ContinuousClock.now < deadline {
-            let children = ProcessTable.children(of: master)
-            lastChildren = children
-            let fresh = children.subtracting(oldWorkers)
-            let lingering = children.intersection(oldWorkers)
-            if !fresh.isEmpty && !sawNew {
-                sawNew = true
-                log("nginx master \(master) started \(fresh.count) new worker\(fresh.count == 1 ? "" : "s")")
-            }
-            if sawNew && lingering.isEmpty {
-                log("nginx's previous workers have exited: the new upstream is the only one in use")
+            let fresh = Self.workers(of: master).subtracting(oldWorkers)
+            if !fresh.isEmpty {
+                log("nginx master \(master) runs the new config: \(fresh.count) new worker\(fresh.count == 1 ? "" : "s") (the previous ones finish what they have and exit)")
                 return nil
             }
-            try? await Task.sleep(for: .milliseconds(10))
+            // /proc has no event for a fork by a process that is not ours: look every 2 ms.
+            try? await Task.sleep(for: .milliseconds(2))
         }
-        if !sawNew {
-            return "the master (pid \(master)) started no new workers within \(confirmTimeout.humanReadable): the reload did not take (see nginx's error log)"
+        return "the master (pid \(master)) started no new workers within \(confirmTimeout.humanReadable): the reload did not take (see nginx's error log)"
+    }
+
+    public func awaitPreviousConfigRetired(log: @Sendable (String) -> Void) async {
+        guard let previous = previousGeneration.last else { return }
+        let deadline = ContinuousClock.now + confirmTimeout
+        while ContinuousClock.now < deadline {
+            let lingering = Self.workers(of: previous.master).intersection(previous.workers)
+            if lingering.isEmpty {
+                log("nginx's previous workers have exited: only the new upstream gets requests")
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(2))
         }
-        return "old workers \(lastChildren.intersection(oldWorkers).sorted()) still running after \(confirmTimeout.humanReadable) (raise worker_shutdown_timeout's bound or [drain] timeout)"
+        log("warning: nginx's previous workers \(Self.workers(of: previous.master).intersection(previous.workers).sorted()) still run after \(confirmTimeout.humanReadable) (worker_shutdown_timeout?); they may still send requests to the old instance")
+    }
+
+    /// The master's children: its main thread's `children` file (one read;
+    /// nginx forks from that thread), or a scan of /proc where that file is missing.
+    static func workers(of master: Int32) -> Set<Int32> {
+        guard let text = ProcessIdentity.readText("/proc/\(master)/task/\(master)/children") else {
+            return ProcessTable.children(of: master)
+        }
+        return Set(text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
     }
 
     /// The `pid` directive of an nginx config, if it has one at top level.
@@ -140,4 +166,12 @@ public struct NginxDriver: ProxyDriver {
         }
         return nil
     }
+}
+
+/// The master and the workers it ran before the last reload (the driver is a
+/// value shared by its copies; this is what they share).
+private final class WorkerGeneration: Sendable {
+    private let storage = Mutex<(master: Int32, workers: Set<Int32>)?>(nil)
+    func record(_ generation: (master: Int32, workers: Set<Int32>)) { storage.withLock { $0 = generation } }
+    var last: (master: Int32, workers: Set<Int32>)? { storage.withLock { $0 } }
 }

@@ -58,17 +58,28 @@ struct FileSwitch: Sendable {
 
     /// `prepare` runs just before the reload (nginx records its workers);
     /// `confirm` returns nil when the proxy runs the new upstream, else why not.
+    /// With `fallback`, the file names that port as the proxy's second choice
+    /// (see `UpstreamFile`); a proxy that refuses the fallback is switched without it.
     func perform<Token: Sendable>(
-        port: Int, log: @Sendable (String) -> Void,
+        port: Int, fallback: Int? = nil, log: @Sendable (String) -> Void,
         prepare: () async -> Token,
         confirm: (Token) async -> String?
     ) async throws(SwapError) {
         let previous = upstream.current()
-        try upstream.write(port: port)
-        log("wrote \(upstream.path): \(upstream.render(port: port).trimmingCharacters(in: .whitespacesAndNewlines))")
+        let plain = upstream.render(port: port)
+        let withFallback = fallback.flatMap { upstream.render(port: port, fallback: $0) }
+        var content = withFallback ?? plain
+        try write(content, log: log)
 
         if let validate {
-            let validated = await ProxyCommands.run(validate, outputLimit: ProxyCommands.dumpLimit)
+            var validated = await ProxyCommands.run(validate, outputLimit: ProxyCommands.dumpLimit)
+            if !validated.succeeded, content != plain {
+                let refusal = validated.failureDescription
+                content = plain
+                try write(content, log: log)
+                validated = await ProxyCommands.run(validate, outputLimit: ProxyCommands.dumpLimit)
+                if validated.succeeded { log("\(proxyName) refused the fallback line (\(refusal)); switching without one") }
+            }
             guard validated.succeeded else {
                 upstream.restore(previous)
                 throw SwapError(.proxyValidateFailed, "\(proxyName) rejected the config: \(validated.failureDescription); upstream file restored")
@@ -81,7 +92,14 @@ struct FileSwitch: Sendable {
         }
 
         let token = await prepare()
-        switch await reload.apply() {
+        var applied = await reload.apply()
+        if case .rejected(let refusal) = applied, content != plain {
+            content = plain
+            try write(content, log: log)
+            applied = await reload.apply()
+            if applied == .applied { log("\(proxyName) refused the fallback lines (\(refusal)); switched without them") }
+        }
+        switch applied {
         case .applied:
             break
         case .rejected(let problem):
@@ -100,5 +118,10 @@ struct FileSwitch: Sendable {
             let again = await reload.apply()
             throw SwapError(.proxyNotConfirmed, "\(proxyName) did not confirm the switch to 127.0.0.1:\(port): \(problem); upstream file restored\(again == .applied ? " and reloaded" : "")")
         }
+    }
+
+    private func write(_ content: String, log: @Sendable (String) -> Void) throws(SwapError) {
+        try upstream.write(content)
+        log("wrote \(upstream.path): \(content.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: " / "))")
     }
 }

@@ -3,29 +3,103 @@ import SupervisorShared
 
 /// The file the supervisor owns and the proxy config imports: rendered from
 /// `upstream_template`, written atomically, restorable.
+///
+/// While the instance a switch moved away from still lives (its drain, the
+/// warm hold), the file names it as the proxy's fallback after the new one,
+/// so a new instance that dies right after the switch costs no request while
+/// the supervisor switches back:
+/// - nginx: `server NEW;` then `server OLD backup;` (nginx's default
+///   `proxy_next_upstream error timeout` passes a refused connection on);
+/// - Caddy: `to NEW`, `to OLD`, `lb_policy first`, `fail_duration 5s` and
+///   `lb_retry_match { method GET HEAD }` (a failed dial or round trip marks
+///   NEW down, and the `lb_try_duration` retry takes OLD; like nginx, only
+///   idempotent requests are retried once they were sent).
+/// Only a template that is one `server …;` (nginx) or `to …` (Caddy) line can
+/// carry a fallback; a proxy config that refuses it (an nginx `hash`
+/// balancer, a Caddyfile with its own `lb_policy`) is switched without one.
 public struct UpstreamFile: Sendable {
+    /// How this proxy names a second choice.
+    public enum FallbackStyle: Sendable {
+        case nginxBackup
+        case caddyFirst
+    }
+
     public let path: String
     public let template: String
+    public let fallbackStyle: FallbackStyle?
 
-    public init(path: String, template: String) {
+    public init(path: String, template: String, fallbackStyle: FallbackStyle? = nil) {
         self.path = path
         self.template = template
+        self.fallbackStyle = fallbackStyle
     }
 
     public func render(port: Int) -> String {
         Placeholders.substitute(template, ["port": String(port)]) + "\n"
     }
 
+    /// The file routing to `port` with `fallback` as the proxy's second
+    /// choice; nil when the template cannot carry one.
+    public func render(port: Int, fallback: Int) -> String? {
+        guard let second = fallbackLines(fallback) else { return nil }
+        return render(port: port) + second
+    }
+
+    /// What follows the primary line to name `port` as the fallback.
+    func fallbackLines(_ port: Int) -> String? {
+        guard let fallbackStyle else { return nil }
+        let line = Placeholders.substitute(template, ["port": String(port)]).trimmingCharacters(in: .whitespaces)
+        guard !line.contains("\n") else { return nil }
+        switch fallbackStyle {
+        case .nginxBackup:
+            guard line.hasPrefix("server "), line.hasSuffix(";"), line.filter({ $0 == ";" }).count == 1, !line.contains(" backup") else { return nil }
+            return line.dropLast() + " backup;\n"
+        case .caddyFirst:
+            guard line.hasPrefix("to "), !line.contains("{"), !line.contains("#") else { return nil }
+            return line + "\nlb_policy first\nfail_duration 5s\nlb_retry_match {\n\tmethod GET HEAD\n}\n"
+        }
+    }
+
     public func current() -> [UInt8]? { AtomicFile.read(path) }
 
+    /// Whether the file routes to `port` first (with or without a fallback).
     public func routes(to port: Int) -> Bool {
-        current().map { String(decoding: $0, as: UTF8.self) == render(port: port) } ?? false
+        guard let text = current().map({ String(decoding: $0, as: UTF8.self) }) else { return false }
+        return text == render(port: port) || fallbackPort(in: text, primary: port) != nil
+    }
+
+    /// The fallback the file names after `primary`, if it has one.
+    func fallbackPort(in text: String, primary: Int) -> Int? {
+        let head = render(port: primary)
+        guard text.hasPrefix(head), text.count > head.count else { return nil }
+        let rest = String(text.dropFirst(head.count))
+        let numbers = rest.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        return numbers.first { fallbackLines($0) == rest }
+    }
+
+    /// Once the fallback's instance is gone: the file names `port` alone. No
+    /// reload: the running config's fallback refuses connections, which
+    /// changes nothing, until the proxy's next reload reads the file.
+    public func dropFallback(port: Int, log: @Sendable (String) -> Void) {
+        guard fallbackStyle != nil, let text = current().map({ String(decoding: $0, as: UTF8.self) }),
+            fallbackPort(in: text, primary: port) != nil
+        else { return }
+        do {
+            try write(port: port)
+            log("\(path) names 127.0.0.1:\(port) alone again (the fallback's instance is gone; the proxy reads it at its next reload)")
+        } catch {
+            log("warning: \(error.message)")
+        }
     }
 
     public func write(port: Int) throws(SwapError) {
+        try write(render(port: port))
+    }
+
+    public func write(_ content: String) throws(SwapError) {
         do {
             // Its directory is the operator's: never created here (--check says when it is missing).
-            try AtomicFile.write(render(port: port), to: path)
+            try AtomicFile.write(content, to: path)
         } catch {
             throw SwapError(.proxyWriteFailed, "cannot write the upstream file: \(error.description)")
         }

@@ -86,6 +86,7 @@ extension Supervisor {
         self.hold = nil
         let result = await InstanceRetirer(config: config, drain: effects.drain).retire(hold.old.process, port: hold.old.port)
         logger.info("warm hold over: old instance (pid \(hold.old.process.pid)) \(result)")
+        driver.dropFallback(port: hold.new.port) { [logger] message in logger.info("proxy: \(message)") }
         do {
             try await writeJournal(swap: nil, serving: nil)
         } catch {
@@ -136,6 +137,12 @@ extension Supervisor {
             outcome = .failure(SwapError(.journalFailed, "cannot write the state journal in \(journal.directory): \(error); nothing was changed"))
         }
         if case .success = outcome {
+            let takeover = driver.fallbackTakeover(primary: hold.new.port)
+            if hold.new.process.exitStatus != nil, takeover > .zero {
+                // The old instance already answers as the fallback; a reload now would fail what the proxy is retrying.
+                report("the old instance answers as the proxy's fallback; flipping in \(takeover.humanReadable), once the proxy has moved its retries there")
+                await effects.sleep(takeover)
+            }
             do throws(SwapError) {
                 try await driver.switchUpstream(to: hold.old.port) { message in
                     say(message)

@@ -120,6 +120,9 @@ actor SwapRun {
         case .commitBinaries:
             return await commit()
         case .startWarmHold:
+            // The command returns with the old instance still listening: only once
+            // nothing of the proxy's previous config can send it a new request.
+            await context.driver.awaitPreviousConfigRetired { [self] message in self.progress(.watch, message) }
             if let newChild {
                 progress(.watch, "warm hold: the old instance (pid \(old.process.pid)) stays alive out of rotation for \(context.config.health.watch.humanReadable); `supervisorctl rollback` flips back to it")
                 await context.owner.prepareHold(WarmHold(
@@ -130,6 +133,7 @@ actor SwapRun {
         case .retireOld:
             let stopped = await InstanceRetirer(config: context.config, drain: context.effects.drain).retire(old.process, port: old.port)
             progress(.done, "no warm hold: stopped the old instance (pid \(old.process.pid)): \(stopped)")
+            context.driver.dropFallback(port: newPort) { [self] message in self.progress(.done, message) }
             return nil
         case .stopNew:
             await stopNew()
@@ -265,7 +269,8 @@ actor SwapRun {
         let check = context.config.proxy.checkURL.map { RouteCheck(url: $0, timeout: max(context.config.drain.timeout, .seconds(2))) }
         let baseline = check == nil ? nil : TCPPeers.onLocalPort(newPort)
         do {
-            try await context.driver.switchUpstream(to: newPort, log: log)
+            // The old instance lives on through the drain (or the warm hold): the proxy's fallback until it stops.
+            try await context.driver.switchUpstream(to: newPort, fallback: old.port, log: log)
         } catch {
             return .failed(error)
         }
@@ -347,6 +352,12 @@ actor SwapRun {
 
     private func switchProxyBack() async -> SwapMachine.Event {
         let log: @Sendable (String) -> Void = { [self] message in self.progress(.revert, message) }
+        let takeover = context.driver.fallbackTakeover(primary: newPort)
+        if takeover > .zero {
+            // The old instance already answers as the fallback; a reload now would fail what the proxy is retrying.
+            log("the old instance answers as the proxy's fallback; switching back in \(takeover.humanReadable), once the proxy has moved its retries there")
+            try? await Task.sleep(for: takeover)
+        }
         do {
             try await context.driver.switchUpstream(to: old.port, log: log)
         } catch {
@@ -368,6 +379,7 @@ actor SwapRun {
         case .unkillable:
             return .failed(SwapError(.commitFailed, "old instance (pid \(old.process.pid)) survived SIGKILL"))
         }
+        context.driver.dropFallback(port: newPort) { [self] message in self.progress(.stop, message) }
         return .oldStopped
     }
 
