@@ -69,14 +69,14 @@ struct FileSwitch: Sendable {
         let plain = upstream.render(port: port)
         let withFallback = fallback.flatMap { upstream.render(port: port, fallback: $0) }
         var content = withFallback ?? plain
-        try write(content, log: log)
+        try write(content, port: port, fallback: fallback, log: log)
 
         if let validate {
             var validated = await ProxyCommands.run(validate, outputLimit: ProxyCommands.dumpLimit)
             if !validated.succeeded, content != plain {
                 let refusal = validated.failureDescription
                 content = plain
-                try write(content, log: log)
+                try write(content, port: port, fallback: fallback, log: log)
                 validated = await ProxyCommands.run(validate, outputLimit: ProxyCommands.dumpLimit)
                 if validated.succeeded { log("\(proxyName) refused the fallback line (\(refusal)); switching without one") }
             }
@@ -95,7 +95,7 @@ struct FileSwitch: Sendable {
         var applied = await reload.apply()
         if case .rejected(let refusal) = applied, content != plain {
             content = plain
-            try write(content, log: log)
+            try write(content, port: port, fallback: fallback, log: log)
             applied = await reload.apply()
             if applied == .applied { log("\(proxyName) refused the fallback lines (\(refusal)); switched without them") }
         }
@@ -120,8 +120,13 @@ struct FileSwitch: Sendable {
         }
     }
 
-    private func write(_ content: String, log: @Sendable (String) -> Void) throws(SwapError) {
+    private func write(_ content: String, port: Int, fallback: Int?, log: @Sendable (String) -> Void) throws(SwapError) {
         try upstream.write(content)
-        log("wrote \(upstream.path): \(content.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: " / "))")
+        let primary = upstream.render(port: port).trimmingCharacters(in: .whitespacesAndNewlines)
+        if let fallback, content != upstream.render(port: port) {
+            log("wrote \(upstream.path): \(primary), then port \(fallback) as the fallback while that instance lives")
+        } else {
+            log("wrote \(upstream.path): \(primary)")
+        }
     }
 }
