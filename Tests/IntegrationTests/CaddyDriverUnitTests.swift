@@ -47,10 +47,13 @@ import Testing
     }
 
     @Test func theFallbackFollowsTheNewInstanceWhereTheTemplateCanCarryIt() throws {
-        let nginx = UpstreamFile(path: "/tmp/none", template: "server 127.0.0.1:{port} max_fails=0;", fallbackStyle: .nginxBackup)
-        #expect(nginx.render(port: 9001, fallback: 9000) == "server 127.0.0.1:9001 max_fails=0;\nserver 127.0.0.1:9000 max_fails=0 backup;\n")
-        let caddy = UpstreamFile(path: "/tmp/none", template: "to 127.0.0.1:{port}", fallbackStyle: .caddyFirst)
-        #expect(caddy.render(port: 9001, fallback: 9000) == "to 127.0.0.1:9001\nto 127.0.0.1:9000\nlb_policy first\nfail_duration 5s\nlb_retry_match {\n\tmethod GET HEAD\n}\n")
+        let nginx = UpstreamFile(path: "/tmp/none", template: "server 127.0.0.1:{port};", fallbackStyle: .nginxBackup)
+        #expect(nginx.render(port: 9001, fallback: 9000) == "server 127.0.0.1:9001 max_fails=0;\nserver 127.0.0.1:9000 backup;\n")
+        // An operator's own max_fails is kept.
+        let counted = UpstreamFile(path: "/tmp/none", template: "server 127.0.0.1:{port} max_fails=3;", fallbackStyle: .nginxBackup)
+        #expect(counted.render(port: 9001, fallback: 9000) == "server 127.0.0.1:9001 max_fails=3;\nserver 127.0.0.1:9000 max_fails=3 backup;\n")
+        let caddy = UpstreamFile(path: "/tmp/none", template: "to 127.0.0.1:{port}", fallbackStyle: .caddyFirst(failDuration: .milliseconds(100)))
+        #expect(caddy.render(port: 9001, fallback: 9000) == "to 127.0.0.1:9001\nto 127.0.0.1:9000\nlb_policy first\nfail_duration 100ms\nlb_retry_match {\n\tmethod GET HEAD\n}\n")
         // A template that is not one server/to line carries none.
         let block = UpstreamFile(path: "/tmp/none", template: "upstream app {\n server 127.0.0.1:{port};\n}", fallbackStyle: .nginxBackup)
         #expect(block.render(port: 9001, fallback: 9000) == nil)
@@ -63,7 +66,7 @@ import Testing
         #expect(file.routes(to: 9001) && !file.routes(to: 9000))
         let log: @Sendable (String) -> Void = { _ in }
         file.dropFallback(port: 9000, log: log)
-        #expect(file.current().map { String(decoding: $0, as: UTF8.self) } == "server 127.0.0.1:9001;\nserver 127.0.0.1:9000 backup;\n", "only a fallback after the given port is dropped")
+        #expect(file.current().map { String(decoding: $0, as: UTF8.self) } == "server 127.0.0.1:9001 max_fails=0;\nserver 127.0.0.1:9000 backup;\n", "only a fallback after the given port is dropped")
         file.dropFallback(port: 9001, log: log)
         #expect(file.current().map { String(decoding: $0, as: UTF8.self) } == "server 127.0.0.1:9001;\n")
         #expect(file.routes(to: 9001))

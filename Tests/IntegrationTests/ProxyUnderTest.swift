@@ -295,20 +295,23 @@ final class NginxUnderTest: ProxyUnderTest {
 
     func proxySection(fault: ProxyFault?) -> String {
         func argv(_ words: [String]) -> String { "[" + words.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
-        let reload: [String]
+        // No `reload`: the driver signals the master itself (SIGHUP, as `nginx -s reload`
+        // does), the way an operator's default config runs. Unreachable: the pid file names no master.
+        var pid = pidFile
+        var reload = ""
         switch fault {
-        case .unreachable?: reload = commandPrefix + ["-g", "pid \(directory.file("elsewhere/nginx.pid"));", "-s", "reload"]
-        case .reloadHasNoEffect?: reload = ["/bin/true"]
-        default: reload = commandPrefix + ["-s", "reload"]
+        case .unreachable?: pid = directory.file("elsewhere/nginx.pid")
+        case .reloadHasNoEffect?: reload = "reload = [\"/bin/true\"]"
+        default: break
         }
         return """
             [proxy]
             kind = "nginx"
             upstream_file = "\(upstreamFile)"
             config = "\(conf)"
-            pid_file = "\(pidFile)"
+            pid_file = "\(pid)"
             validate = \(argv(commandPrefix + ["-t", "-q"]))
-            reload = \(argv(reload))
+            \(reload)
             """
     }
 

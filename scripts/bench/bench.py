@@ -229,9 +229,9 @@ http {{
     def proxy_section(self):
         def argv(words):
             return "[" + ", ".join(json.dumps(w) for w in words) + "]"
+        # No reload command: supervisord signals the master itself, as with an operator's defaults.
         return (f'[proxy]\nkind = "nginx"\nupstream_file = "{self.upstream_file}"\nconfig = "{self.conf}"\n'
-                f'pid_file = "{self.pid_file}"\nvalidate = {argv(self.prefix + ["-t", "-q"])}\n'
-                f'reload = {argv(self.prefix + ["-s", "reload"])}\n')
+                f'pid_file = "{self.pid_file}"\nvalidate = {argv(self.prefix + ["-t", "-q"])}\n')
 
     def set_upstream(self, port, force=False):
         """nginx reloads on every SIGHUP, changed or not: `force` changes nothing."""

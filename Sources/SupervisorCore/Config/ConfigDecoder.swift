@@ -200,7 +200,8 @@ public enum ConfigDecoder {
             healthyAfter: health.integer("healthy_after", default: 2, range: 1...1000),
             watch: health.duration("watch", default: .zero, allowZero: true),
             expectBody: health.string("expect_body"),
-            expectJSON: health.stringTable("expect_json", scalars: true))
+            expectJSON: health.stringTable("expect_json", scalars: true),
+            healthyInterval: health.duration("healthy_interval", default: .zero, allowZero: true))
     }
 
     private static func decodeProxy(_ proxy: inout ConfigReader) -> ProxyConfig {

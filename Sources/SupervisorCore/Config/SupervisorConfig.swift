@@ -94,6 +94,9 @@ public struct HealthConfig: Sendable, Equatable {
     public var watch: Duration
     public var expectBody: String?
     public var expectJSON: [String: String]
+    /// Between consecutive good answers of the gate (zero: back to back);
+    /// `healthy_after` × this is a stability window when an operator wants one.
+    public var healthyInterval: Duration = .zero
 }
 
 public enum ProxyKind: String, Sendable, Equatable, CaseIterable {

@@ -88,6 +88,8 @@ public struct Daemon: Sendable {
             } catch {
                 return "proxy: could not point \(driver.summary) at port \(port): \(error.message) [\(error.code)]"
             }
+            // Instances recovery stops may still get requests from the proxy's previous config.
+            await driver.awaitPreviousConfigRetired { message in logger.info("proxy: \(message)") }
             await recovery.finish()
             return nil
         }

@@ -9,10 +9,11 @@ import SystemBindings
 /// The gate costs the app's own start plus a few milliseconds: while nothing
 /// listens on the port (connection refused, which loopback answers at once)
 /// it tries again every `acceptPoll`, so the first probe follows the app's
-/// `listen()`; after a good answer the next probe follows at once (the
-/// streak asks for consecutive answers, not for idle time between them);
-/// only after a bad answer (the app listens but is not ready) does it wait
-/// `interval`.
+/// `listen()`; after a good answer the next probe follows after
+/// `healthy_interval` (default: at once; the streak asks for consecutive
+/// answers, and idle time between them only where the operator asks for a
+/// stability window); after a bad answer (the app listens but is not ready)
+/// it waits `interval`.
 public struct HealthGate: Sendable {
     public enum Result: Sendable, Equatable {
         case healthy(probes: Int)
@@ -31,10 +32,10 @@ public struct HealthGate: Sendable {
     }
 
     /// What to wait before the next probe, after `answer`.
-    static func pause(after answer: HealthProbe.Answer, interval: Duration) -> Duration {
+    static func pause(after answer: HealthProbe.Answer, config: HealthConfig) -> Duration {
         switch answer.outcome {
-        case .healthy: .zero
-        case .unhealthy: answer.nothingListens ? min(acceptPoll, interval) : interval
+        case .healthy: config.healthyInterval
+        case .unhealthy: answer.nothingListens ? min(acceptPoll, config.interval) : config.interval
         }
     }
 
@@ -81,7 +82,7 @@ public struct HealthGate: Sendable {
                 streak = 0
                 last.set(problem)
             }
-            let pause = Self.pause(after: answer, interval: config.interval)
+            let pause = Self.pause(after: answer, config: config)
             guard pause > .zero else { continue }
             do {
                 try await Task.sleep(for: pause)

@@ -24,6 +24,8 @@ public struct CaddyFileDriver: ProxyDriver {
     let commands: ProxyCommands
     /// Neither `[proxy] validate` nor `reload` is set: switches POST the Caddyfile to `/load`.
     let loadsThroughAdmin: Bool
+    /// The Caddyfile's `lb_try_interval` (Caddy's default 250ms): how soon Caddy retries a failed request.
+    let retryInterval: Duration
     let confirmTimeout: Duration
 
     var validateCommand: [String] { commands.validate }
@@ -31,8 +33,12 @@ public struct CaddyFileDriver: ProxyDriver {
 
     public init(config: SupervisorConfig) {
         let proxy = config.proxy
-        upstream = UpstreamFile(path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate, fallbackStyle: .caddyFirst)
         configPath = proxy.config ?? ""
+        retryInterval = AtomicFile.read(configPath).flatMap { Self.tryInterval(in: $0) } ?? .milliseconds(250)
+        // One failure keeps NEW out of Caddy's choice until the retry (lb_try_interval later) has taken OLD, and not much longer.
+        upstream = UpstreamFile(
+            path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate,
+            fallbackStyle: .caddyFirst(failDuration: max(retryInterval * 2, .milliseconds(100))))
         admin = AdminEndpoint(proxy.admin ?? "http://127.0.0.1:2019")
         let adapter = Self.needsAdapterFlag(configPath) ? ["--adapter", "caddyfile"] : []
         let values = ["config": configPath, "admin": admin.caddyAddressFlag]
@@ -60,11 +66,18 @@ public struct CaddyFileDriver: ProxyDriver {
         } else {
             change = FileSwitch(proxyName: "caddy", upstream: upstream, validate: commands.validate, reload: .command(commands.reload))
         }
-        try await change.perform(port: port, fallback: fallback, log: log, prepare: {}, confirm: { await self.confirm(port: port) })
+        try await change.perform(port: port, fallback: fallback, log: log, prepare: {}, confirm: { _, gone in await self.confirm(port: port, gone: gone) })
         log("caddy routes to 127.0.0.1:\(port) (confirmed by \(admin.display)/reverse_proxy/upstreams)")
     }
 
     public func ensureUpstream(port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
+        // Through /load a switch costs nothing when Caddy already runs it (it skips an
+        // unchanged config), and it also corrects a Caddy that runs something else
+        // than the file says (a supervisor that died between writing and loading).
+        if loadsThroughAdmin {
+            try await switchUpstream(to: port, log: log)
+            return
+        }
         if upstream.routes(to: port), await confirm(port: port, timeout: .milliseconds(500)) == nil {
             log("caddy already routes to 127.0.0.1:\(port)")
             upstream.dropFallback(port: port, log: log)
@@ -81,8 +94,7 @@ public struct CaddyFileDriver: ProxyDriver {
         guard let text = upstream.current().map({ String(decoding: $0, as: UTF8.self) }),
             upstream.fallbackPort(in: text, primary: primary) != nil
         else { return .zero }
-        let interval = AtomicFile.read(configPath).flatMap { Self.tryInterval(in: $0) } ?? .milliseconds(250)
-        return interval + .milliseconds(50)
+        return retryInterval + .milliseconds(50)
     }
 
     /// The first `lb_try_interval` of a Caddyfile (Caddy's default is 250ms).
@@ -105,16 +117,23 @@ public struct CaddyFileDriver: ProxyDriver {
             apply: {
                 let request = admin.request(path: "/load", method: "POST", body: caddyfile, contentType: "text/caddyfile", timeout: .seconds(30))
                 switch await request.performed() {
-                case .success(let response) where (200..<300).contains(response.status):
-                    return .applied
-                case .success(let response) where (400..<500).contains(response.status):
-                    return .rejected("POST /load: HTTP \(response.status): \(UntrustedText.escaped(String(response.bodyText.prefix(400))))")
-                case .success(let response):
-                    return .failed("POST /load: HTTP \(response.status): \(UntrustedText.escaped(String(response.bodyText.prefix(400))))")
-                case .failure(let error):
-                    return .failed("caddy's admin API \(admin.display) is unreachable: \(error.message)")
+                case .success(let response): return Self.loadOutcome(status: response.status, body: response.bodyText)
+                case .failure(let error): return .failed("caddy's admin API \(admin.display) is unreachable: \(error.message)")
                 }
             })
+    }
+
+    /// What an answer of `/load` means: 2xx applied; 400 is Caddy's answer to a
+    /// config it cannot adapt or load (it keeps the one it runs); anything else
+    /// (401/403 of origin enforcement, 404 of something that is not Caddy) is
+    /// not about the config.
+    static func loadOutcome(status: Int, body: String) -> ProxyReload.Outcome {
+        let said = "POST /load: HTTP \(status): \(UntrustedText.escaped(String(body.prefix(400))))"
+        switch status {
+        case 200..<300: return .applied
+        case 400: return .rejected(said)
+        default: return .failed(said)
+        }
     }
 
     /// The arguments of top-level `import` lines that name a relative path
@@ -132,9 +151,12 @@ public struct CaddyFileDriver: ProxyDriver {
         return imports.filter { !$0.hasPrefix("/") && !snippets.contains($0) }
     }
 
-    /// Nil when the admin API lists the address; else what was wrong.
-    func confirm(port: Int, timeout: Duration? = nil) async -> String? {
+    /// Nil when the admin API lists the address and none of the `gone` ports
+    /// (what the previous file named and this one does not: a switch back must
+    /// not be confirmed by an address Caddy still lists as a fallback); else what was wrong.
+    func confirm(port: Int, gone: [Int] = [], timeout: Duration? = nil) async -> String? {
         let address = "127.0.0.1:\(port)"
+        let goneAddresses = Set(gone.map { "127.0.0.1:\($0)" })
         let deadline = ContinuousClock.now + (timeout ?? confirmTimeout)
         var problem = "no answer"
         while ContinuousClock.now < deadline {
@@ -142,14 +164,16 @@ public struct CaddyFileDriver: ProxyDriver {
             let outcome = await request.performed()
             switch outcome {
             case .success(let response) where response.status == 200:
-                if Self.upstreamAddresses(response.body).contains(address) { return nil }
-                problem = "admin API lists \(Self.upstreamAddresses(response.body).sorted()), not \(address)"
+                let listed = Self.upstreamAddresses(response.body)
+                let lingering = listed.intersection(goneAddresses)
+                if listed.contains(address) && lingering.isEmpty { return nil }
+                problem = lingering.isEmpty ? "admin API lists \(listed.sorted()), not \(address)" : "admin API still lists \(lingering.sorted()), which the new config does not name"
             case .success(let response):
                 problem = "admin API answered HTTP \(response.status): \(response.bodyText.prefix(200))"
             case .failure(let error):
                 problem = "admin API \(admin.display) unreachable: \(error.message)"
             }
-            try? await Task.sleep(for: .milliseconds(50))
+            try? await Task.sleep(for: .milliseconds(10))
         }
         return problem
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSupervisorShims
 import SupervisorCore
 import Synchronization
 import SupervisorShared
@@ -69,7 +70,7 @@ public struct NginxDriver: ProxyDriver {
                 previousGeneration.record(generation)
                 return generation
             },
-            confirm: { before in
+            confirm: { before, _ in
                 guard let before else { return "no running nginx master (pid file \(pidFile))" }
                 return await confirmNewGeneration(master: before.master, oldWorkers: before.workers, log: log)
             })
@@ -98,17 +99,25 @@ public struct NginxDriver: ProxyDriver {
                 guard let master = masterPID() else {
                     return .failed("no running nginx master (pid file \(pidFile) missing, unreadable or naming no process)")
                 }
-                // The daemon is root: never signal what a stale pid file names now.
+                // The daemon is root: never signal what a stale pid file names now. The
+                // pidfd pins the process whose command line is read: a pid reused in
+                // between makes the signal fail instead of reaching another process.
+                let pidfd = csup_pidfd_open(master)
+                guard pidfd >= 0 else { return .failed("cannot open the nginx master (pid \(master)): \(String(cString: strerror(errno)))") }
+                defer { close(pidfd) }
                 let title = ProcessIdentity.readText("/proc/\(master)/cmdline") ?? ""
-                guard title.hasPrefix("nginx: master process") else {
+                guard Self.isMaster(commandLine: title) else {
                     return .failed("pid \(master) in \(pidFile) is not an nginx master (its command line: \(UntrustedText.quoted(String(title.prefix(80)))))")
                 }
-                guard kill(master, SIGHUP) == 0 else {
+                guard csup_pidfd_send_signal(pidfd, SIGHUP) == 0 else {
                     return .failed("cannot signal the nginx master (pid \(master)): \(String(cString: strerror(errno)))")
                 }
                 return .applied
             })
     }
+
+    /// nginx (and OpenResty) title their master `nginx: master process …`.
+    static func isMaster(commandLine: String) -> Bool { commandLine.hasPrefix("nginx: master process") }
 
     func masterPID() -> Int32? {
         guard let bytes = AtomicFile.read(pidFile),
@@ -136,13 +145,17 @@ public struct NginxDriver: ProxyDriver {
 
     public func awaitPreviousConfigRetired(log: @Sendable (String) -> Void) async {
         guard let previous = previousGeneration.last else { return }
-        let deadline = ContinuousClock.now + confirmTimeout
+        let started = ContinuousClock.now
+        let deadline = started + confirmTimeout
+        var waited = false
         while ContinuousClock.now < deadline {
             let lingering = Self.workers(of: previous.master).intersection(previous.workers)
             if lingering.isEmpty {
-                log("nginx's previous workers have exited: only the new upstream gets requests")
+                previousGeneration.clear(previous)
+                if waited { log("nginx's previous workers have exited (after \((ContinuousClock.now - started).milliseconds) ms): only the new upstream gets requests") }
                 return
             }
+            waited = true
             try? await Task.sleep(for: .milliseconds(2))
         }
         log("warning: nginx's previous workers \(Self.workers(of: previous.master).intersection(previous.workers).sorted()) still run after \(confirmTimeout.humanReadable) (worker_shutdown_timeout?); they may still send requests to the old instance")
@@ -174,4 +187,8 @@ private final class WorkerGeneration: Sendable {
     private let storage = Mutex<(master: Int32, workers: Set<Int32>)?>(nil)
     func record(_ generation: (master: Int32, workers: Set<Int32>)) { storage.withLock { $0 = generation } }
     var last: (master: Int32, workers: Set<Int32>)? { storage.withLock { $0 } }
+    /// Forgets `generation` once it is gone (unless a later reload replaced it meanwhile).
+    func clear(_ generation: (master: Int32, workers: Set<Int32>)) {
+        storage.withLock { if $0?.master == generation.master && $0?.workers == generation.workers { $0 = nil } }
+    }
 }

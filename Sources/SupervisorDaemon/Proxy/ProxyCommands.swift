@@ -57,26 +57,26 @@ struct FileSwitch: Sendable {
     var inspectValidation: @Sendable (CommandOutcome) -> String? = { _ in nil }
 
     /// `prepare` runs just before the reload (nginx records its workers);
-    /// `confirm` returns nil when the proxy runs the new upstream, else why not.
+    /// `confirm` returns nil when the proxy runs the new upstream, else why not;
+    /// it gets the ports the previous file named and the new one does not.
     /// With `fallback`, the file names that port as the proxy's second choice
     /// (see `UpstreamFile`); a proxy that refuses the fallback is switched without it.
     func perform<Token: Sendable>(
         port: Int, fallback: Int? = nil, log: @Sendable (String) -> Void,
         prepare: () async -> Token,
-        confirm: (Token) async -> String?
+        confirm: (Token, _ gone: [Int]) async -> String?
     ) async throws(SwapError) {
         let previous = upstream.current()
         let plain = upstream.render(port: port)
-        let withFallback = fallback.flatMap { upstream.render(port: port, fallback: $0) }
-        var content = withFallback ?? plain
-        try write(content, port: port, fallback: fallback, log: log)
+        var content = fallback.flatMap { upstream.render(port: port, fallback: $0) } ?? plain
+        try write(content, port: port, fallback: fallback, previous: previous, log: log)
 
         if let validate {
             var validated = await ProxyCommands.run(validate, outputLimit: ProxyCommands.dumpLimit)
             if !validated.succeeded, content != plain {
                 let refusal = validated.failureDescription
                 content = plain
-                try write(content, port: port, fallback: fallback, log: log)
+                try write(content, port: port, fallback: nil, previous: previous, log: log)
                 validated = await ProxyCommands.run(validate, outputLimit: ProxyCommands.dumpLimit)
                 if validated.succeeded { log("\(proxyName) refused the fallback line (\(refusal)); switching without one") }
             }
@@ -95,7 +95,7 @@ struct FileSwitch: Sendable {
         var applied = await reload.apply()
         if case .rejected(let refusal) = applied, content != plain {
             content = plain
-            try write(content, port: port, fallback: fallback, log: log)
+            try write(content, port: port, fallback: nil, previous: previous, log: log)
             applied = await reload.apply()
             if applied == .applied { log("\(proxyName) refused the fallback lines (\(refusal)); switched without them") }
         }
@@ -113,15 +113,23 @@ struct FileSwitch: Sendable {
         }
         log("reloaded: \(reload.description())")
 
-        if let problem = await confirm(token) {
+        let before = previous.map { upstream.ports(in: String(decoding: $0, as: UTF8.self)) } ?? []
+        let now = upstream.ports(in: content)
+        if let problem = await confirm(token, before.filter { !now.contains($0) }) {
             upstream.restore(previous)
             let again = await reload.apply()
             throw SwapError(.proxyNotConfirmed, "\(proxyName) did not confirm the switch to 127.0.0.1:\(port): \(problem); upstream file restored\(again == .applied ? " and reloaded" : "")")
         }
     }
 
-    private func write(_ content: String, port: Int, fallback: Int?, log: @Sendable (String) -> Void) throws(SwapError) {
-        try upstream.write(content)
+    /// Writes the file; a failed write puts back what was there.
+    private func write(_ content: String, port: Int, fallback: Int?, previous: [UInt8]?, log: @Sendable (String) -> Void) throws(SwapError) {
+        do {
+            try upstream.write(content)
+        } catch {
+            upstream.restore(previous)
+            throw error
+        }
         let primary = upstream.render(port: port).trimmingCharacters(in: .whitespacesAndNewlines)
         if let fallback, content != upstream.render(port: port) {
             log("wrote \(upstream.path): \(primary), then port \(fallback) as the fallback while that instance lives")

@@ -8,20 +8,24 @@ import SupervisorShared
 /// warm hold), the file names it as the proxy's fallback after the new one,
 /// so a new instance that dies right after the switch costs no request while
 /// the supervisor switches back:
-/// - nginx: `server NEW;` then `server OLD backup;` (nginx's default
-///   `proxy_next_upstream error timeout` passes a refused connection on);
-/// - Caddy: `to NEW`, `to OLD`, `lb_policy first`, `fail_duration 5s` and
-///   `lb_retry_match { method GET HEAD }` (a failed dial or round trip marks
-///   NEW down, and the `lb_try_duration` retry takes OLD; like nginx, only
-///   idempotent requests are retried once they were sent).
+/// - nginx: `server NEW max_fails=0;` then `server OLD backup;` (nginx's
+///   default `proxy_next_upstream error timeout` passes a failed request on;
+///   `max_fails=0` keeps nginx from marking NEW down for `fail_timeout`, which
+///   a second server would otherwise turn on for the only primary);
+/// - Caddy: `to NEW`, `to OLD`, `lb_policy first`, `fail_duration` of twice
+///   the retry interval, and `lb_retry_match { method GET HEAD }` (a failed
+///   dial or round trip marks NEW down just long enough for the
+///   `lb_try_duration` retry to take OLD; like nginx, only idempotent
+///   requests are retried once they were sent).
 /// Only a template that is one `server …;` (nginx) or `to …` (Caddy) line can
 /// carry a fallback; a proxy config that refuses it (an nginx `hash`
 /// balancer, a Caddyfile with its own `lb_policy`) is switched without one.
 public struct UpstreamFile: Sendable {
     /// How this proxy names a second choice.
-    public enum FallbackStyle: Sendable {
+    public enum FallbackStyle: Sendable, Equatable {
         case nginxBackup
-        case caddyFirst
+        /// `failDuration`: how long one failure keeps NEW out of Caddy's choice.
+        case caddyFirst(failDuration: Duration)
     }
 
     public let path: String
@@ -41,23 +45,25 @@ public struct UpstreamFile: Sendable {
     /// The file routing to `port` with `fallback` as the proxy's second
     /// choice; nil when the template cannot carry one.
     public func render(port: Int, fallback: Int) -> String? {
-        guard let second = fallbackLines(fallback) else { return nil }
-        return render(port: port) + second
-    }
-
-    /// What follows the primary line to name `port` as the fallback.
-    func fallbackLines(_ port: Int) -> String? {
         guard let fallbackStyle else { return nil }
-        let line = Placeholders.substitute(template, ["port": String(port)]).trimmingCharacters(in: .whitespaces)
-        guard !line.contains("\n") else { return nil }
+        let primary = line(port), second = line(fallback)
+        guard !primary.contains("\n") else { return nil }
         switch fallbackStyle {
         case .nginxBackup:
-            guard line.hasPrefix("server "), line.hasSuffix(";"), line.filter({ $0 == ";" }).count == 1, !line.contains(" backup") else { return nil }
-            return line.dropLast() + " backup;\n"
-        case .caddyFirst:
-            guard line.hasPrefix("to "), !line.contains("{"), !line.contains("#") else { return nil }
-            return line + "\nlb_policy first\nfail_duration 5s\nlb_retry_match {\n\tmethod GET HEAD\n}\n"
+            func isServer(_ line: String) -> Bool {
+                line.hasPrefix("server ") && line.hasSuffix(";") && line.filter({ $0 == ";" }).count == 1 && !line.contains(" backup")
+            }
+            guard isServer(primary), isServer(second) else { return nil }
+            let first = primary.contains("max_fails") ? primary : primary.dropLast() + " max_fails=0;"
+            return first + "\n" + second.dropLast() + " backup;\n"
+        case .caddyFirst(let failDuration):
+            guard primary.hasPrefix("to "), !primary.contains("{"), !primary.contains("#") else { return nil }
+            return primary + "\n" + second + "\nlb_policy first\nfail_duration \(failDuration.milliseconds)ms\nlb_retry_match {\n\tmethod GET HEAD\n}\n"
         }
+    }
+
+    private func line(_ port: Int) -> String {
+        Placeholders.substitute(template, ["port": String(port)]).trimmingCharacters(in: .whitespaces)
     }
 
     public func current() -> [UInt8]? { AtomicFile.read(path) }
@@ -70,11 +76,20 @@ public struct UpstreamFile: Sendable {
 
     /// The fallback the file names after `primary`, if it has one.
     func fallbackPort(in text: String, primary: Int) -> Int? {
-        let head = render(port: primary)
-        guard text.hasPrefix(head), text.count > head.count else { return nil }
-        let rest = String(text.dropFirst(head.count))
-        let numbers = rest.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
-        return numbers.first { fallbackLines($0) == rest }
+        Self.numbers(in: text).first { $0 != primary && render(port: primary, fallback: $0) == text }
+    }
+
+    /// The ports a file this template wrote routes to: its primary, then its fallback if any.
+    func ports(in text: String) -> [Int] {
+        for candidate in Self.numbers(in: text) {
+            if text == render(port: candidate) { return [candidate] }
+            if let fallback = fallbackPort(in: text, primary: candidate) { return [candidate, fallback] }
+        }
+        return []
+    }
+
+    private static func numbers(in text: String) -> [Int] {
+        text.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }.filter { (1...65535).contains($0) }
     }
 
     /// Once the fallback's instance is gone: the file names `port` alone. No

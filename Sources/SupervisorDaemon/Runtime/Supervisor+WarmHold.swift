@@ -176,6 +176,7 @@ extension Supervisor {
             report("warning: could not exchange \(binary) and \(binary).bak: \(String(cString: strerror(errno))); a restart of the app starts \(binary).bak")
             uncommittedExecutable = BinaryCommitter.backupPath(for: binary)
         }
+        await driver.awaitPreviousConfigRetired { message in say(message) }
         let stopped = await InstanceRetirer(config: config, drain: effects.drain).retire(hold.new.process, port: hold.new.port)
         report("stopped the new instance (pid \(hold.new.process.pid)): \(stopped)")
         do {

@@ -131,6 +131,7 @@ actor SwapRun {
             }
             return nil
         case .retireOld:
+            await context.driver.awaitPreviousConfigRetired { [self] message in self.progress(.done, message) }
             let stopped = await InstanceRetirer(config: context.config, drain: context.effects.drain).retire(old.process, port: old.port)
             progress(.done, "no warm hold: stopped the old instance (pid \(old.process.pid)): \(stopped)")
             context.driver.dropFallback(port: newPort) { [self] message in self.progress(.done, message) }
@@ -316,6 +317,8 @@ actor SwapRun {
             progress(.drain, "socket handoff: both instances accept on the same sockets; the old one stops accepting when signalled and finishes what it has")
             return .drained
         }
+        // What the proxy's previous config (nginx's previous workers) still sends the old instance comes first.
+        await context.driver.awaitPreviousConfigRetired { [self] message in self.progress(.drain, message) }
         let drain = context.effects.drain
         let timeout = context.config.drain.timeout
         let port = old.port
@@ -356,7 +359,7 @@ actor SwapRun {
         if takeover > .zero {
             // The old instance already answers as the fallback; a reload now would fail what the proxy is retrying.
             log("the old instance answers as the proxy's fallback; switching back in \(takeover.humanReadable), once the proxy has moved its retries there")
-            try? await Task.sleep(for: takeover)
+            await context.effects.sleep(takeover)
         }
         do {
             try await context.driver.switchUpstream(to: old.port, log: log)
@@ -404,6 +407,8 @@ actor SwapRun {
 
     private func stopNew() async {
         guard let newChild else { return }
+        // After a switch back: nothing of the config that routed to it may still send it requests.
+        await context.driver.awaitPreviousConfigRetired { [self] message in self.progress(.revert, message) }
         let status = await ProcessStopper.stop(newChild, signal: context.config.app.stopSignal.number, timeout: min(context.config.app.stopTimeout, .seconds(5)))
         progress(.revert, "stopped the new instance (pid \(newChild.pid)): \(status)")
     }
