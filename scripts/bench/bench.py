@@ -491,6 +491,7 @@ def measure(bench, method, proxy_name, port, act, old_gone, new_version, ours, o
         "p50_switch": percentile(switch, 50), "p99_switch": percentile(switch, 99),
         "max_switch": max(switch) if switch else float("nan"),
         "phases": details.get("phases_ms"),
+        "serving_ms": details.get("serving_ms"),
         "ok": details.get("ok", True),
         "samples": [(s[0] - t_cmd, s[1] * 1000, s[2], s[3], s[4]) for s in samples],
         "marks": {"new": None if t_new is None else t_new - t_cmd, "gone": None if t_gone is None else t_gone - t_cmd},
@@ -893,13 +894,14 @@ def write_report(path, rows, idle, ready, soak_result, reload_control, info, com
         "",
         "### Where our time goes (ms, per phase)",
         "",
-        "| method | proxy | " + " | ".join(PHASES) + " | total |",
-        "|---|---|" + "---|" * (len(PHASES) + 1),
+        "| method | proxy | " + " | ".join(PHASES) + " | `serving_ms` | command |",
+        "|---|---|" + "---|" * (len(PHASES) + 2),
     ]
     for row in rows:
         if row["phases"]:
             cells = [str(row["phases"].get(p, "—")) for p in PHASES]
-            lines.append(f"| {row['method']} | {row['proxy']} | " + " | ".join(cells) + f" | {row['command_ms']:.0f} |")
+            serving = "—" if row.get("serving_ms") is None else str(row["serving_ms"])
+            lines.append(f"| {row['method']} | {row['proxy']} | " + " | ".join(cells) + f" | {serving} | {row['command_ms']:.0f} |")
     lines += [
         "",
         "`health` includes the new version's own start (here 500 ms on purpose); `drain` waits until the old instance",
@@ -907,7 +909,9 @@ def write_report(path, rows, idle, ready, soak_result, reload_control, info, com
         "(demo-app closes idle keep-alive connections after 2 s, and Caddy keeps some open to it). The rollback rows run",
         "with `[health] watch`: \"after the warm hold\" uses `watch = \"2s\"`, so the instance it replaces is itself kept",
         "warm 2 s before it is drained (old process gone later, no drain/stop phase in the command); \"inside the warm",
-        "hold\" flips back to the instance still running (nothing starts).",
+        "hold\" flips back to the instance still running (nothing starts). `serving_ms` is the daemon's own figure in the",
+        "result: from the request until the proxy confirmed the new upstream; `command` is the CLI's wall time, from",
+        "its exec to its exit (the \"new version serves after\" column above also counts the CLI's start and the proxy).",
         "",
         "## The daemon's own cost",
         "",
@@ -922,9 +926,10 @@ def write_report(path, rows, idle, ready, soak_result, reload_control, info, com
         f"| the same with `[health] interval = \"10ms\"` | {ready['fast']:.0f} ms |",
         f"| the app alone: exec to its first 2xx on `/health` (median of 5) | {ready['app_ms']:.0f} ms |",
         "",
-        f"So the supervisor's own start costs {ready['fast'] - ready['app_ms']:.0f} ms above the app's; with the defaults",
-        "most of the rest is the health gate itself (`healthy_after = 2` answers, `interval = \"100ms\"` apart). Behind a",
-        "proxy, `READY=1` also waits for the proxy to point at the app (the switch column above).",
+        f"So the supervisor's own start costs {ready['fast'] - ready['app_ms']:.0f} ms above the app's;",
+        "the health gate probes as soon as the app listens and asks its `healthy_after` answers back to back, so",
+        "`interval` (the wait after an answer that is not good) changes little. Behind a proxy, `READY=1` also waits",
+        "for the proxy to point at the app (the switch column above).",
         "",
         f"### Soak: {soak_result['count']} swaps in a row through nginx, under load",
         "",

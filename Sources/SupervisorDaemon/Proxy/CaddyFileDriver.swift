@@ -35,10 +35,13 @@ public struct CaddyFileDriver: ProxyDriver {
         let proxy = config.proxy
         configPath = proxy.config ?? ""
         retryInterval = AtomicFile.read(configPath).flatMap { Self.tryInterval(in: $0) } ?? .milliseconds(250)
-        // One failure keeps NEW out of Caddy's choice until the retry (lb_try_interval later) has taken OLD, and not much longer.
+        // One failure keeps NEW out of Caddy's choice until a switch back would be
+        // done (`fallbackTakeover` plus the reload), so nothing is retrying when
+        // Caddy reloads, and not much longer: a fallback left in the running config
+        // after the old instance stopped makes a later crash cost that long at most.
         upstream = UpstreamFile(
             path: proxy.upstreamFile ?? "", template: proxy.upstreamTemplate,
-            fallbackStyle: .caddyFirst(failDuration: max(retryInterval * 2, .milliseconds(100))))
+            fallbackStyle: .caddyFirst(failDuration: retryInterval * 2 + .milliseconds(200)))
         admin = AdminEndpoint(proxy.admin ?? "http://127.0.0.1:2019")
         let adapter = Self.needsAdapterFlag(configPath) ? ["--adapter", "caddyfile"] : []
         let values = ["config": configPath, "admin": admin.caddyAddressFlag]

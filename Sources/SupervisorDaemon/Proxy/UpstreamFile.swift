@@ -12,11 +12,11 @@ import SupervisorShared
 ///   default `proxy_next_upstream error timeout` passes a failed request on;
 ///   `max_fails=0` keeps nginx from marking NEW down for `fail_timeout`, which
 ///   a second server would otherwise turn on for the only primary);
-/// - Caddy: `to NEW`, `to OLD`, `lb_policy first`, `fail_duration` of twice
-///   the retry interval, and `lb_retry_match { method GET HEAD }` (a failed
-///   dial or round trip marks NEW down just long enough for the
-///   `lb_try_duration` retry to take OLD; like nginx, only idempotent
-///   requests are retried once they were sent).
+/// - Caddy: `to NEW`, `to OLD`, `lb_policy first`, a `fail_duration` that
+///   outlasts a switch back, and `lb_retry_match { method GET HEAD }` (a
+///   failed dial or round trip marks NEW down, and the `lb_try_duration`
+///   retry takes OLD; like nginx, only idempotent requests are retried once
+///   they were sent).
 /// Only a template that is one `server …;` (nginx) or `to …` (Caddy) line can
 /// carry a fallback; a proxy config that refuses it (an nginx `hash`
 /// balancer, a Caddyfile with its own `lb_policy`) is switched without one.

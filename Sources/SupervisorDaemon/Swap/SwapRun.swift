@@ -210,11 +210,10 @@ actor SwapRun {
             }
             progress(.preflight, "`\(argv.joined(separator: " "))` passed")
         }
-        if let versionCommand = context.config.app.versionCommand {
-            newVersion = await VersionProbe.version(of: staged.path, command: versionCommand, timeout: context.config.health.startTimeout, as: context.launch.runAs.app)
-            if let newVersion { progress(.preflight, "new version: \(newVersion)") }
+        if context.config.app.versionCommand != nil, !versionOverlapsStart {
+            await probeVersion(phase: .preflight)
         }
-        if context.config.app.preflight.isEmpty && context.config.app.versionCommand == nil {
+        if context.config.app.preflight.isEmpty && (context.config.app.versionCommand == nil || versionOverlapsStart) {
             progress(.preflight, "no preflight commands configured")
         }
         return .preflightPassed
@@ -243,10 +242,23 @@ actor SwapRun {
         }
     }
 
+    /// The version command is not a gate: with no `before_start` hook to hand
+    /// the version to, it runs while the new instance starts, off the swap's path.
+    private var versionOverlapsStart: Bool { context.config.hooks.beforeStart.isEmpty }
+
+    private func probeVersion(phase: SwapPhase) async {
+        guard let staged, let versionCommand = context.config.app.versionCommand else { return }
+        newVersion = await VersionProbe.version(of: staged.path, command: versionCommand, timeout: context.config.health.startTimeout, as: context.launch.runAs.app)
+        if let newVersion { progress(phase, "new version: \(newVersion)") }
+    }
+
     private func awaitHealthy() async -> SwapMachine.Event {
         guard let newChild, let prepared else { return .failed(SwapError(.startFailed, "no new instance")) }
         let gate = HealthGate(config: context.config.health)
-        switch await context.effects.waitReady(context.launch, prepared, newChild, newPort) {
+        async let versionProbed: Void = versionOverlapsStart ? probeVersion(phase: .health) : ()
+        let ready = await context.effects.waitReady(context.launch, prepared, newChild, newPort)
+        await versionProbed
+        switch ready {
         case .healthy(let probes):
             if context.config.health.mode == .notify {
                 progress(.health, "ready: READY=1 from pid \(newChild.pid) on its NOTIFY_SOCKET")
