@@ -38,12 +38,22 @@ extension UnderLoad {
                 // The old instance is nginx's backup while it drains: nothing fails while the switch back runs.
                 report.expectNothingFailed(label)
             case .caddy:
-                // The old instance is Caddy's fallback (lb_policy first) while it drains. What remains
-                // is Caddy 2.6's own: unloading a config resets its passive health counts, so a request
-                // the old config takes during the switch-back reload may pick the dead instance, and the
-                // unload cancels its retry (measured 0–1 per run; 16 without the fallback).
+                // The old instance is Caddy's fallback (lb_policy first) while it drains. What Caddy
+                // may still fail is its own: a request the new instance held longer than the
+                // Caddyfile's lb_try_duration (2s) before dying has no retry left (a CPU-starved
+                // run shows such stalls), and Caddy 2.6 unloading the config at the switch back
+                // resets its passive health counts, so a request that config takes at that instant
+                // may pick the dead instance with its retry cancelled (measured 0–1 per run). 16
+                // requests, one per connection, failed before the fallback existed.
                 print("LOAD \(label): \(report)")
-                #expect(report.non2xx <= 2 && report.socketErrors <= 13 * 2, "\(label): \(report)")
+                let failures = stack.proxy.log.split(separator: "\n").filter { $0.contains("\"status\":5") }
+                let retryable = failures.filter { line in
+                    let duration = line.firstRange(of: "\"duration\":").flatMap { Double(line[$0.upperBound...].prefix { "0123456789.".contains($0) }) }
+                    return (duration ?? 0) < 2
+                }
+                #expect(
+                    report.non2xx == failures.count && retryable.count <= 2 && report.socketErrors <= 13 * 2,
+                    "\(label): \(report)\ncaddy's failed answers:\n\(failures.map { String($0.prefix(400)) }.joined(separator: "\n"))\nsupervisord:\n\(stack.daemon.log.suffix(2500))")
             case .caddyAPI:
                 // caddy-api changes one dial in place and has no fallback (docs/configuration.md):
                 // requests sent to the dead instance before the switch back fail there. Measured, not asserted.

@@ -18,11 +18,12 @@ import SystemBindings
 /// A reload only signals the master (`nginx -s reload` exits 0 even when
 /// applying fails). The master forks a new generation of workers only once it
 /// has loaded the new config, so new workers confirm the switch; none within
-/// the timeout means the reload did not take: revert. The previous workers
-/// finish what they have and exit on their own: nginx lets them accept for
-/// another 100 ms (its master sleeps that long before telling them to stop),
-/// so what they still send the old instance is the drain's to wait for, not
-/// the switch's: the new version serves from the new generation on.
+/// the timeout means the reload did not take: revert. nginx's master lets
+/// the previous workers accept for another 100 ms (it sleeps that long
+/// before telling them to stop); when it signalled the master itself, the
+/// driver tells them at once. What they still send the old instance is for
+/// the drain to wait for (`awaitPreviousConfigRetired`), not the switch: the
+/// new version serves from the new generation on.
 public struct NginxDriver: ProxyDriver {
     let upstream: UpstreamFile
     let configPath: String?
@@ -134,7 +135,18 @@ public struct NginxDriver: ProxyDriver {
         while ContinuousClock.now < deadline {
             let fresh = Self.workers(of: master).subtracting(oldWorkers)
             if !fresh.isEmpty {
-                log("nginx master \(master) runs the new config: \(fresh.count) new worker\(fresh.count == 1 ? "" : "s") (the previous ones finish what they have and exit)")
+                log("nginx master \(master) runs the new config: \(fresh.count) new worker\(fresh.count == 1 ? "" : "s")")
+                if signalsMaster {
+                    // nginx's master lets the previous workers accept for another 100 ms
+                    // before it tells them to finish: traffic for the old upstream. Tell
+                    // them now, once the new ones had a moment to reach their accept loop
+                    // (a connection arriving in between waits in the listen backlog).
+                    try? await Task.sleep(for: .milliseconds(5))
+                    let told = Self.finishPreviousWorkers(master: master, oldWorkers: oldWorkers)
+                    if told > 0 {
+                        log("told nginx's \(told) previous worker\(told == 1 ? "" : "s") to finish what \(told == 1 ? "it has" : "they have") and exit (SIGQUIT, which the master sends 100 ms later)")
+                    }
+                }
                 return nil
             }
             // /proc has no event for a fork by a process that is not ours: look every 2 ms.
@@ -159,6 +171,22 @@ public struct NginxDriver: ProxyDriver {
             try? await Task.sleep(for: .milliseconds(2))
         }
         log("warning: nginx's previous workers \(Self.workers(of: previous.master).intersection(previous.workers).sorted()) still run after \(confirmTimeout.humanReadable) (worker_shutdown_timeout?); they may still send requests to the old instance")
+    }
+
+    /// SIGQUIT (nginx's graceful stop) to the master's workers from before the
+    /// reload, each checked through a pidfd to be an nginx worker; how many.
+    static func finishPreviousWorkers(master: Int32, oldWorkers: Set<Int32>) -> Int {
+        var told = 0
+        for pid in workers(of: master).intersection(oldWorkers) {
+            let pidfd = csup_pidfd_open(pid)
+            guard pidfd >= 0 else { continue }
+            defer { close(pidfd) }
+            guard (ProcessIdentity.readText("/proc/\(pid)/cmdline") ?? "").hasPrefix("nginx: worker process"),
+                ProcessTable.stat(of: pid)?.parent == master
+            else { continue }
+            if csup_pidfd_send_signal(pidfd, SIGQUIT) == 0 { told += 1 }
+        }
+        return told
     }
 
     /// The master's children: its main thread's `children` file (one read;
