@@ -41,7 +41,8 @@ public enum CommandRunner {
     public static func run(
         _ argv: [String], environment: [String: String], workingDirectory: String? = nil,
         credentials: ProcessCredentials? = nil,
-        timeout: Duration, outputLimit: Int = 1 << 20, onOutputLine: (@Sendable (String) -> Void)? = nil
+        timeout: Duration, outputLimit: Int = 1 << 20, onOutputLine: (@Sendable (String) -> Void)? = nil,
+        killedIfCancelled: Bool = false
     ) async throws(SpawnError) -> CommandOutcome {
         var fds: [Int32] = [0, 0]
         guard csup_pipe_cloexec(&fds) == 0 else {
@@ -65,10 +66,26 @@ public enum CommandRunner {
         }
         close(writeEnd)
 
-        let output = await withTaskGroup(of: (String, Bool)?.self) { group in
+        // With `killedIfCancelled`, a caller that gives up (its task cancelled) takes
+        // the command down with it; otherwise the command runs to its end or timeout.
+        let output = await withTaskCancellationHandler {
+            await collect(readEnd, child: child, limit: outputLimit, timeout: timeout, onOutputLine: onOutputLine)
+        } onCancel: {
+            if killedIfCancelled { child.signal(SIGKILL) }
+        }
+        let status = await child.waitForExit() ?? .unknown
+        let timedOut = status == .signaled(signal: SIGKILL)
+        return CommandOutcome(argv: argv, status: status, output: output.0, timedOut: timedOut, truncated: output.1)
+    }
+
+    /// The child's output until it closes it (at most `limit` bytes), or nothing if `timeout` passes first (the child is killed).
+    private static func collect(
+        _ readEnd: Int32, child: ChildProcess, limit: Int, timeout: Duration, onOutputLine: (@Sendable (String) -> Void)?
+    ) async -> (String, Bool) {
+        await withTaskGroup(of: (String, Bool)?.self) { group in
             group.addTask {
                 await BlockingThread.run { () -> (String, Bool) in
-                    readAll(readEnd, child: child, limit: outputLimit, onLine: onOutputLine)
+                    readAll(readEnd, child: child, limit: limit, onLine: onOutputLine)
                 }
             }
             group.addTask {
@@ -83,9 +100,6 @@ public enum CommandRunner {
             group.cancelAll()
             return text ?? ("", false)
         }
-        let status = await child.waitForExit() ?? .unknown
-        let timedOut = status == .signaled(signal: SIGKILL)
-        return CommandOutcome(argv: argv, status: status, output: output.0, timedOut: timedOut, truncated: output.1)
     }
 
     /// `argv[0]` as execve needs it: a path, looked up in PATH when bare.

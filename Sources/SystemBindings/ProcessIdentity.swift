@@ -94,6 +94,14 @@ public enum ProcessTable {
         return ticks > 0 ? boot + Double(start) / ticks : nil
     }
 
+    /// Now, in the unit of /proc/PID/stat's start time: clock ticks since boot.
+    public static func ticksSinceBoot() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &now)
+        let hertz = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+        return UInt64(now.tv_sec) * hertz + UInt64(now.tv_nsec) * hertz / 1_000_000_000
+    }
+
     /// The live children of `parent`.
     public static func children(of parent: Int32) -> Set<Int32> {
         guard let directory = opendir("/proc") else { return [] }

@@ -49,9 +49,10 @@ import Testing
     @Test func theFallbackFollowsTheNewInstanceWhereTheTemplateCanCarryIt() throws {
         let nginx = UpstreamFile(path: "/tmp/none", template: "server 127.0.0.1:{port};", fallbackStyle: .nginxBackup)
         #expect(nginx.render(port: 9001, fallback: 9000) == "server 127.0.0.1:9001 max_fails=0;\nserver 127.0.0.1:9000 backup;\n")
-        // An operator's own max_fails is kept.
-        let counted = UpstreamFile(path: "/tmp/none", template: "server 127.0.0.1:{port} max_fails=3;", fallbackStyle: .nginxBackup)
-        #expect(counted.render(port: 9001, fallback: 9000) == "server 127.0.0.1:9001 max_fails=3;\nserver 127.0.0.1:9000 max_fails=3 backup;\n")
+        // An operator's own max_fails (ignored by nginx for a lone server) gives way to 0 on the primary.
+        let counted = UpstreamFile(path: "/tmp/none", template: "server 127.0.0.1:{port} max_fails=3 weight=5;", fallbackStyle: .nginxBackup)
+        #expect(counted.render(port: 9001, fallback: 9000) == "server 127.0.0.1:9001 weight=5 max_fails=0;\nserver 127.0.0.1:9000 max_fails=3 weight=5 backup;\n")
+        #expect(counted.ports(in: counted.render(port: 9001, fallback: 9000) ?? "") == [9001, 9000])
         let caddy = UpstreamFile(path: "/tmp/none", template: "to 127.0.0.1:{port}", fallbackStyle: .caddyFirst(failDuration: .milliseconds(100)))
         #expect(caddy.render(port: 9001, fallback: 9000) == "to 127.0.0.1:9001\nto 127.0.0.1:9000\nlb_policy first\nfail_duration 100ms\nlb_retry_match {\n\tmethod GET HEAD\n}\n")
         // A template that is not one server/to line carries none.

@@ -43,6 +43,13 @@ import Testing
         }
     }
 
+    @Test func anAddressWithRequestsInFlightDoesNotShowTheOldConfigRuns() {
+        // Caddy 2.11.2 and later list an address that left the config while requests to it are in flight.
+        let body = Array(#"[{"address":"127.0.0.1:9001","num_requests":0,"fails":0},{"address":"127.0.0.1:9000","num_requests":3,"fails":0},{"address":"127.0.0.1:9002"}]"#.utf8)
+        #expect(CaddyFileDriver.upstreamAddresses(body) == ["127.0.0.1:9000", "127.0.0.1:9001", "127.0.0.1:9002"])
+        #expect(CaddyFileDriver.idleUpstreamAddresses(body) == ["127.0.0.1:9001", "127.0.0.1:9002"])
+    }
+
     @Test func theDriversReadTheirProxysSettings() {
         let caddyfile = Array(":80 {\n\treverse_proxy {\n\t\timport /u\n\t\tlb_try_duration 2s\n\t\tlb_try_interval 50ms\n\t}\n}\n".utf8)
         #expect(CaddyFileDriver.tryInterval(in: caddyfile) == .milliseconds(50))

@@ -7,7 +7,8 @@ import SystemBindings
 enum VersionProbe {
     static func version(of binary: String, command: [String], timeout: Duration, as credentials: ProcessCredentials?) async -> String? {
         let argv = command.map { Placeholders.substitute($0, ["binary": binary]) }
-        guard let outcome = try? await CommandRunner.run(argv, environment: ProcessEnvironment.current(), credentials: credentials, timeout: timeout),
+        // Not a gate: a swap that no longer needs the version (its gate failed) cancels it.
+        guard let outcome = try? await CommandRunner.run(argv, environment: ProcessEnvironment.current(), credentials: credentials, timeout: timeout, killedIfCancelled: true),
             outcome.succeeded
         else { return nil }
         let line = outcome.output.split(separator: "\n").first.map(String.init) ?? ""

@@ -168,7 +168,9 @@ public struct CaddyFileDriver: ProxyDriver {
             switch outcome {
             case .success(let response) where response.status == 200:
                 let listed = Self.upstreamAddresses(response.body)
-                let lingering = listed.intersection(goneAddresses)
+                // Caddy 2.11.2 and later also list an address that left the config while
+                // requests to it are still in flight: only an idle one shows the old config runs.
+                let lingering = Self.idleUpstreamAddresses(response.body).intersection(goneAddresses)
                 if listed.contains(address) && lingering.isEmpty { return nil }
                 problem = lingering.isEmpty ? "admin API lists \(listed.sorted()), not \(address)" : "admin API still lists \(lingering.sorted()), which the new config does not name"
             case .success(let response):
@@ -179,6 +181,16 @@ public struct CaddyFileDriver: ProxyDriver {
             try? await Task.sleep(for: .milliseconds(10))
         }
         return problem
+    }
+
+    /// The listed addresses with no request in flight (`num_requests` 0 or absent).
+    static func idleUpstreamAddresses(_ body: [UInt8]) -> Set<String> {
+        struct Upstream: Decodable {
+            let address: String
+            let num_requests: Int?
+        }
+        let list = (try? JSONDecoder().decode([Upstream].self, from: Data(body))) ?? []
+        return Set(list.filter { ($0.num_requests ?? 0) == 0 }.map(\.address))
     }
 
     static func upstreamAddresses(_ body: [UInt8]) -> Set<String> {

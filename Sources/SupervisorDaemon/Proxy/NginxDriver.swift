@@ -65,15 +65,16 @@ public struct NginxDriver: ProxyDriver {
         }
         try await change.perform(
             port: port, fallback: fallback, log: log,
-            prepare: { () -> (master: Int32, workers: Set<Int32>)? in
+            prepare: { () -> (master: Int32, workers: Set<Int32>, since: UInt64)? in
                 guard let master = masterPID() else { return nil }
-                let generation = (master: master, workers: Self.workers(of: master))
-                previousGeneration.record(generation)
-                return generation
+                return (master, Self.acceptingWorkers(of: master), ProcessTable.ticksSinceBoot())
             },
             confirm: { before, _ in
                 guard let before else { return "no running nginx master (pid file \(pidFile))" }
-                return await confirmNewGeneration(master: before.master, oldWorkers: before.workers, log: log)
+                let problem = await confirmNewGeneration(master: before.master, oldWorkers: before.workers, since: before.since, log: log)
+                // Only a reload that took leaves a generation to wait for.
+                if problem == nil { previousGeneration.record((before.master, before.workers)) }
+                return problem
             })
     }
 
@@ -130,7 +131,7 @@ public struct NginxDriver: ProxyDriver {
 
     /// Nil once the master runs a generation of workers forked after the
     /// reload; else what is missing.
-    func confirmNewGeneration(master: Int32, oldWorkers: Set<Int32>, log: @Sendable (String) -> Void) async -> String? {
+    func confirmNewGeneration(master: Int32, oldWorkers: Set<Int32>, since: UInt64, log: @Sendable (String) -> Void) async -> String? {
         let deadline = ContinuousClock.now + confirmTimeout
         while ContinuousClock.now < deadline {
             let fresh = Self.workers(of: master).subtracting(oldWorkers)
@@ -139,10 +140,15 @@ public struct NginxDriver: ProxyDriver {
                 if signalsMaster {
                     // nginx's master lets the previous workers accept for another 100 ms
                     // before it tells them to finish: traffic for the old upstream. Tell
-                    // them now, once the new ones had a moment to reach their accept loop
-                    // (a connection arriving in between waits in the listen backlog).
+                    // them now, once the new generation is all there (at most 50 ms) and
+                    // had a moment to reach its accept loop (a connection arriving in
+                    // between waits in the listen backlog).
+                    let whole = ContinuousClock.now + .milliseconds(50)
+                    while Self.workers(of: master).subtracting(oldWorkers).count < oldWorkers.count, ContinuousClock.now < whole {
+                        try? await Task.sleep(for: .milliseconds(2))
+                    }
                     try? await Task.sleep(for: .milliseconds(5))
-                    let told = Self.finishPreviousWorkers(master: master, oldWorkers: oldWorkers)
+                    let told = Self.finishPreviousWorkers(master: master, oldWorkers: oldWorkers, startedBy: since)
                     if told > 0 {
                         log("told nginx's \(told) previous worker\(told == 1 ? "" : "s") to finish what \(told == 1 ? "it has" : "they have") and exit (SIGQUIT, which the master sends 100 ms later)")
                     }
@@ -155,38 +161,32 @@ public struct NginxDriver: ProxyDriver {
         return "the master (pid \(master)) started no new workers within \(confirmTimeout.humanReadable): the reload did not take (see nginx's error log)"
     }
 
-    public func awaitPreviousConfigRetired(log: @Sendable (String) -> Void) async {
-        guard let previous = previousGeneration.last else { return }
-        let started = ContinuousClock.now
-        let deadline = started + confirmTimeout
-        var waited = false
-        while ContinuousClock.now < deadline {
-            let lingering = Self.workers(of: previous.master).intersection(previous.workers)
-            if lingering.isEmpty {
-                previousGeneration.clear(previous)
-                if waited { log("nginx's previous workers have exited (after \((ContinuousClock.now - started).milliseconds) ms): only the new upstream gets requests") }
-                return
-            }
-            waited = true
-            try? await Task.sleep(for: .milliseconds(2))
-        }
-        log("warning: nginx's previous workers \(Self.workers(of: previous.master).intersection(previous.workers).sorted()) still run after \(confirmTimeout.humanReadable) (worker_shutdown_timeout?); they may still send requests to the old instance")
-    }
-
     /// SIGQUIT (nginx's graceful stop) to the master's workers from before the
     /// reload, each checked through a pidfd to be an nginx worker; how many.
-    static func finishPreviousWorkers(master: Int32, oldWorkers: Set<Int32>) -> Int {
+    /// A pid that started after `startedBy` (clock ticks since boot) is not one
+    /// of them, whatever it reuses.
+    static func finishPreviousWorkers(master: Int32, oldWorkers: Set<Int32>, startedBy: UInt64) -> Int {
         var told = 0
         for pid in workers(of: master).intersection(oldWorkers) {
             let pidfd = csup_pidfd_open(pid)
             guard pidfd >= 0 else { continue }
             defer { close(pidfd) }
             guard (ProcessIdentity.readText("/proc/\(pid)/cmdline") ?? "").hasPrefix("nginx: worker process"),
-                ProcessTable.stat(of: pid)?.parent == master
+                let stat = ProcessTable.stat(of: pid), stat.parent == master, stat.startTime <= startedBy
             else { continue }
             if csup_pidfd_send_signal(pidfd, SIGQUIT) == 0 { told += 1 }
         }
         return told
+    }
+
+    /// The master's workers that accept connections: titled `nginx: worker
+    /// process` (not a cache manager or loader, not one from an earlier reload
+    /// that is already shutting down).
+    static func acceptingWorkers(of master: Int32) -> Set<Int32> {
+        workers(of: master).filter { pid in
+            let title = ProcessIdentity.readText("/proc/\(pid)/cmdline") ?? ""
+            return title.hasPrefix("nginx: worker process") && !title.hasPrefix("nginx: worker process is shutting down")
+        }
     }
 
     /// The master's children: its main thread's `children` file (one read;

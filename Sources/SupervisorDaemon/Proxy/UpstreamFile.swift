@@ -10,8 +10,9 @@ import SupervisorShared
 /// the supervisor switches back:
 /// - nginx: `server NEW max_fails=0;` then `server OLD backup;` (nginx's
 ///   default `proxy_next_upstream error timeout` passes a failed request on;
-///   `max_fails=0` keeps nginx from marking NEW down for `fail_timeout`, which
-///   a second server would otherwise turn on for the only primary);
+///   `max_fails=0`, in place of the template's own, keeps nginx from marking
+///   NEW down for `fail_timeout`, which a second server would otherwise turn
+///   on for the only primary);
 /// - Caddy: `to NEW`, `to OLD`, `lb_policy first`, a `fail_duration` that
 ///   outlasts a switch back, and `lb_retry_match { method GET HEAD }` (a
 ///   failed dial or round trip marks NEW down, and the `lb_try_duration`
@@ -54,7 +55,10 @@ public struct UpstreamFile: Sendable {
                 line.hasPrefix("server ") && line.hasSuffix(";") && line.filter({ $0 == ";" }).count == 1 && !line.contains(" backup")
             }
             guard isServer(primary), isServer(second) else { return nil }
-            let first = primary.contains("max_fails") ? primary : primary.dropLast() + " max_fails=0;"
+            // A lone server is never marked down, whatever its max_fails; beside a
+            // backup it would be, which a fallback left in the running config must not change.
+            let words = primary.dropLast().split(separator: " ").filter { !$0.hasPrefix("max_fails=") }
+            let first = words.joined(separator: " ") + " max_fails=0;"
             return first + "\n" + second.dropLast() + " backup;\n"
         case .caddyFirst(let failDuration):
             guard primary.hasPrefix("to "), !primary.contains("{"), !primary.contains("#") else { return nil }
@@ -63,7 +67,7 @@ public struct UpstreamFile: Sendable {
     }
 
     private func line(_ port: Int) -> String {
-        Placeholders.substitute(template, ["port": String(port)]).trimmingCharacters(in: .whitespaces)
+        Placeholders.substitute(template, ["port": String(port)]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     public func current() -> [UInt8]? { AtomicFile.read(path) }

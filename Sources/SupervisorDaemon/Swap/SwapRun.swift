@@ -243,7 +243,8 @@ actor SwapRun {
     }
 
     /// The version command is not a gate: with no `before_start` hook to hand
-    /// the version to, it runs while the new instance starts, off the swap's path.
+    /// the version to, it runs while the new instance starts (the switch waits
+    /// for it only if it is slower than the app's start).
     private var versionOverlapsStart: Bool { context.config.hooks.beforeStart.isEmpty }
 
     private func probeVersion(phase: SwapPhase) async {
@@ -257,7 +258,9 @@ actor SwapRun {
         let gate = HealthGate(config: context.config.health)
         async let versionProbed: Void = versionOverlapsStart ? probeVersion(phase: .health) : ()
         let ready = await context.effects.waitReady(context.launch, prepared, newChild, newPort)
-        await versionProbed
+        // Healthy: the switch waits for the version (slower than the gate only for a slow
+        // command). Not healthy: leaving this scope cancels the probe, which kills it.
+        if case .healthy = ready { await versionProbed }
         switch ready {
         case .healthy(let probes):
             if context.config.health.mode == .notify {
