@@ -60,7 +60,8 @@ final class SystemdSandbox {
         let carried = ([units.path, Binaries.directory, Repository.root] + directories).filter { seen.insert($0).inserted }
         launcher = try TestProcess("/bin/bash", [Self.script, units.path] + carried, stdout: output.file("boot.log"))
         var booted = false
-        _ = eventually(timeout: 20) {
+        // Generous: on 2 cores shared with the rest of the suite, systemd once took over 20 s to reach running.
+        _ = eventually(timeout: 60) {
             if cgroup == nil, let line = bootLog.split(separator: "\n").first(where: { $0.hasPrefix("cgroup: ") }) {
                 cgroup = String(line.dropFirst("cgroup: ".count))
             }
@@ -72,8 +73,10 @@ final class SystemdSandbox {
         }
         if !booted {
             let log = bootLog
+            let state = (try? systemctl(["is-system-running"], timeout: 5).stdout) ?? "unknown"
+            let jobs = (try? systemctl(["list-jobs"], timeout: 5).stdout) ?? ""
             tearDown()
-            throw SandboxError(description: "systemd did not boot in the sandbox: \(log)")
+            throw SandboxError(description: "systemd did not boot in the sandbox within 60 s (is-system-running: \(state.trimmingCharacters(in: .whitespacesAndNewlines)); jobs:\n\(jobs)): \(log)")
         }
     }
 
