@@ -102,13 +102,10 @@ public struct CaddyFileDriver: ProxyDriver {
 
     /// The first `lb_try_interval` of a Caddyfile (Caddy's default is 250ms).
     static func tryInterval(in caddyfile: [UInt8]) -> Duration? {
-        for line in String(decoding: caddyfile, as: UTF8.self).split(separator: "\n") {
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            if words.count >= 2, words[0] == "lb_try_interval", case .success(let value) = DurationParser.parse(String(words[1])) {
-                return min(value, .seconds(5))
-            }
-        }
-        return nil
+        guard let value = ProxyConfigText.firstValue(of: "lb_try_interval", in: caddyfile),
+            case .success(let interval) = DurationParser.parse(value)
+        else { return nil }
+        return min(interval, .seconds(5))
     }
 
     /// One POST of the Caddyfile to the admin API's `/load`: Caddy adapts,
@@ -142,11 +139,9 @@ public struct CaddyFileDriver: ProxyDriver {
     /// The arguments of top-level `import` lines that name a relative path
     /// (not a snippet the file defines, not an absolute path).
     static func relativeImports(in caddyfile: [UInt8]) -> [String] {
-        let lines = String(decoding: caddyfile, as: UTF8.self).split(separator: "\n")
         var snippets: Set<String> = []
         var imports: [String] = []
-        for line in lines {
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        for words in ProxyConfigText.lines(caddyfile) {
             guard let first = words.first else { continue }
             if first.hasPrefix("("), first.hasSuffix(")") { snippets.insert(String(first.dropFirst().dropLast())) }
             if first == "import", words.count >= 2 { imports.append(String(words[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\"`"))) }
@@ -167,10 +162,11 @@ public struct CaddyFileDriver: ProxyDriver {
             let outcome = await request.performed()
             switch outcome {
             case .success(let response) where response.status == 200:
-                let listed = Self.upstreamAddresses(response.body)
-                // Caddy 2.11.2 and later also list an address that left the config while
-                // requests to it are still in flight: only an idle one shows the old config runs.
-                let lingering = Self.idleUpstreamAddresses(response.body).intersection(goneAddresses)
+                let upstreams = Self.upstreams(response.body)
+                let listed = Set(upstreams.map(\.address))
+                // A gone address still listed with requests in flight may be Caddy 2.11.2+ finishing
+                // them: only an idle one shows the old config runs.
+                let lingering = Set(upstreams.filter { !$0.busy }.map(\.address)).intersection(goneAddresses)
                 if listed.contains(address) && lingering.isEmpty { return nil }
                 problem = lingering.isEmpty ? "admin API lists \(listed.sorted()), not \(address)" : "admin API still lists \(lingering.sorted()), which the new config does not name"
             case .success(let response):
@@ -183,21 +179,19 @@ public struct CaddyFileDriver: ProxyDriver {
         return problem
     }
 
-    /// The listed addresses with no request in flight (`num_requests` 0 or absent).
-    static func idleUpstreamAddresses(_ body: [UInt8]) -> Set<String> {
+    /// What `GET /reverse_proxy/upstreams` lists: each address and whether
+    /// requests to it are in flight (`num_requests`; Caddy 2.11.2 and later
+    /// also list an address that left the config while it has some).
+    static func upstreams(_ body: [UInt8]) -> [(address: String, busy: Bool)] {
         struct Upstream: Decodable {
             let address: String
             let num_requests: Int?
         }
         let list = (try? JSONDecoder().decode([Upstream].self, from: Data(body))) ?? []
-        return Set(list.filter { ($0.num_requests ?? 0) == 0 }.map(\.address))
+        return list.map { ($0.address, ($0.num_requests ?? 0) > 0) }
     }
 
-    static func upstreamAddresses(_ body: [UInt8]) -> Set<String> {
-        struct Upstream: Decodable { let address: String }
-        let list = (try? JSONDecoder().decode([Upstream].self, from: Data(body))) ?? []
-        return Set(list.map(\.address))
-    }
+    static func upstreamAddresses(_ body: [UInt8]) -> Set<String> { Set(upstreams(body).map(\.address)) }
 }
 
 /// Caddy's admin endpoint: `http://host:port` or `unix//path`.

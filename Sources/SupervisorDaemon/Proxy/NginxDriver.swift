@@ -171,8 +171,7 @@ public struct NginxDriver: ProxyDriver {
             let pidfd = csup_pidfd_open(pid)
             guard pidfd >= 0 else { continue }
             defer { close(pidfd) }
-            guard (ProcessIdentity.readText("/proc/\(pid)/cmdline") ?? "").hasPrefix("nginx: worker process"),
-                let stat = ProcessTable.stat(of: pid), stat.parent == master, stat.startTime <= startedBy
+            guard Self.isAcceptingWorker(pid), let stat = ProcessTable.stat(of: pid), stat.parent == master, stat.startTime <= startedBy
             else { continue }
             if csup_pidfd_send_signal(pidfd, SIGQUIT) == 0 { told += 1 }
         }
@@ -183,10 +182,12 @@ public struct NginxDriver: ProxyDriver {
     /// process` (not a cache manager or loader, not one from an earlier reload
     /// that is already shutting down).
     static func acceptingWorkers(of master: Int32) -> Set<Int32> {
-        workers(of: master).filter { pid in
-            let title = ProcessIdentity.readText("/proc/\(pid)/cmdline") ?? ""
-            return title.hasPrefix("nginx: worker process") && !title.hasPrefix("nginx: worker process is shutting down")
-        }
+        workers(of: master).filter(isAcceptingWorker)
+    }
+
+    static func isAcceptingWorker(_ pid: Int32) -> Bool {
+        let title = ProcessIdentity.readText("/proc/\(pid)/cmdline") ?? ""
+        return title.hasPrefix("nginx: worker process") && !title.hasPrefix("nginx: worker process is shutting down")
     }
 
     /// The master's children: its main thread's `children` file (one read;
@@ -201,11 +202,7 @@ public struct NginxDriver: ProxyDriver {
     /// The `pid` directive of an nginx config, if it has one at top level.
     static func pidFile(fromConfig path: String?) -> String? {
         guard let path, let bytes = AtomicFile.read(path) else { return nil }
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ";" })
-            if words.count >= 2, words[0] == "pid" { return String(words[1]) }
-        }
-        return nil
+        return ProxyConfigText.firstValue(of: "pid", in: bytes)
     }
 }
 
