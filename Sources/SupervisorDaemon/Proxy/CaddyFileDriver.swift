@@ -74,13 +74,11 @@ public struct CaddyFileDriver: ProxyDriver {
     }
 
     public func ensureUpstream(port: Int, log: @Sendable (String) -> Void) async throws(SwapError) {
-        // Through /load a switch costs nothing when Caddy already runs it (it skips an
-        // unchanged config), and it also corrects a Caddy that runs something else
-        // than the file says (a supervisor that died between writing and loading).
-        if loadsThroughAdmin {
-            try await switchUpstream(to: port, log: log)
-            return
-        }
+        // Caddy already running the file's address is left alone: a reload resets a few of
+        // its client connections (Caddy 2.6), and a supervisor restarted under load must not
+        // cost a request. A Caddy that runs something else than the file (a supervisor that
+        // died between writing and loading) is switched. A fallback the running config still
+        // names after the old instance stopped stays until the next switch (see `dropFallback`).
         if upstream.routes(to: port), await confirm(port: port, timeout: .milliseconds(500)) == nil {
             log("caddy already routes to 127.0.0.1:\(port)")
             upstream.dropFallback(port: port, log: log)
