@@ -31,6 +31,13 @@ struct DemoApp {
             log("demo-app \(options.versionTag): crashing at start (--crash-at-start)")
             exit(3)
         }
+        if let path = options.lockFile {
+            // Taken first, the way an app opens its database before it listens.
+            if case .failure(let message) = ExclusiveLock.take(path) {
+                log("demo-app \(options.versionTag): \(message)")
+                exit(5)
+            }
+        }
         if options.startDelayMilliseconds > 0 {
             usleep(UInt32(options.startDelayMilliseconds) * 1000)
         }

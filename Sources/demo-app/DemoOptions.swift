@@ -18,6 +18,7 @@ struct DemoOptions {
     var crashAfterMilliseconds = 0
     var healthFields: [(String, String)] = []
     var failHealthAfterMilliseconds = 0
+    var lockFile: String?
 
     static let usage = """
         usage: demo-app [options]
@@ -40,6 +41,8 @@ struct DemoOptions {
           --response-delay-ms N  answer / after N ms [DEMO_RESPONSE_DELAY_MS]
           --fail-health-after-ms N  answer /health with 503 from N ms after start on [DEMO_FAIL_HEALTH_AFTER_MS]
           --health-field K=V     add "K":"V" to the /health JSON, repeatable [DEMO_HEALTH_FIELDS=K=V,K2=V2]
+          --lock-file PATH       hold an exclusive flock on PATH while running, as an app with an
+                                 SQLite or DuckDB file does; a second instance exits 5 [DEMO_LOCK_FILE]
 
         On SIGTERM it stops accepting, finishes in-flight requests, answers the
         last keep-alive response with "Connection: close" and exits 0.
@@ -69,6 +72,7 @@ struct DemoOptions {
         }
         if let host = environment["DEMO_HOST"] { options.host = host }
         if let version = environment["DEMO_VERSION"] { options.versionTag = version }
+        if let path = environment["DEMO_LOCK_FILE"], !path.isEmpty { options.lockFile = path }
         options.failHealth = flag("DEMO_FAIL_HEALTH")
         options.crashAtStart = flag("DEMO_CRASH_AT_START")
         options.ignoreSIGTERM = flag("DEMO_IGNORE_SIGTERM")
@@ -105,6 +109,7 @@ struct DemoOptions {
                 case "--ignore-sigterm": options.ignoreSIGTERM = true
                 case "--drain-delay-ms": options.drainDelayMilliseconds = try count(argument).get()
                 case "--response-delay-ms": options.responseDelayMilliseconds = try count(argument).get()
+                case "--lock-file": options.lockFile = try value(argument).get()
                 case "--health-field":
                     let text = try value(argument).get()
                     guard let field = parseField(text) else { return .failure("--health-field: \"\(text)\" is not KEY=VALUE") }

@@ -23,7 +23,7 @@ struct SupervisorctlCommand: AsyncParsableCommand {
             exit code.
             """,
         version: SupervisorVersion.current,
-        subcommands: [StatusCommand.self, SwapCommand.self, RollbackCommand.self, RestartCommand.self, HistoryCommand.self])
+        subcommands: [StatusCommand.self, SwapCommand.self, RollbackCommand.self, RestartCommand.self, HistoryCommand.self, ReleasesCommand.self])
 
     @OptionGroup var connection: ConnectionOptions
 }

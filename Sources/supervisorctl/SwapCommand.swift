@@ -55,6 +55,18 @@ struct RollbackCommand: AsyncParsableCommand {
         discussion: """
             A rollback is a swap to <binary>.bak through the same gates, so the two
             files trade places: a second rollback re-applies the newer binary.
+            With --to it is a swap to one of the releases the daemon kept
+            ([app] keep_releases; `supervisorctl releases` lists them), named by
+            its version or a sha256 prefix; <binary>.bak then holds the binary
+            that served before, as after any swap.
+
+            With [health] schema_field, a rollback to a release that recorded
+            another schema than the serving one is refused (schema_changed, exit
+            1), naming both schemas and the backup taken before the swap that
+            replaced it. --restore-backup then stops the serving version, runs
+            [hooks] restore with that backup as SUPERVISOR_BACKUP_DIR, and starts
+            the release (a stop-start: requests wait); --force rolls back
+            without restoring anything.
 
             With --emergency (and --config) it works without the daemon, down or
             hung: it checks <binary>.bak (a regular executable file), stops the
@@ -70,6 +82,9 @@ struct RollbackCommand: AsyncParsableCommand {
             Examples:
               supervisorctl --name myapp rollback
               supervisorctl --name myapp rollback --json
+              supervisorctl --name myapp rollback --to v1.4.2
+              supervisorctl --name myapp rollback --to 3f2a9c
+              supervisorctl --name myapp rollback --restore-backup
               supervisorctl rollback --emergency --config /etc/supervisor/myapp.toml
             """)
 
@@ -81,6 +96,15 @@ struct RollbackCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Roll back without the daemon (it may be down or hung); needs --config.")
     var emergency = false
 
+    @Option(name: .long, help: ArgumentHelp("Roll back to this kept release: its version, or a sha256 prefix (4 hex digits or more).", valueName: "release"))
+    var to: String?
+
+    @Flag(name: .long, help: "Restore the backup kept with the release rolled back to ([hooks] restore), as a stop-start.")
+    var restoreBackup = false
+
+    @Flag(name: .long, help: "Roll back across a schema change without restoring the backup.")
+    var force = false
+
     @Option(name: .long, help: ArgumentHelp("The service's config file (with --emergency).", valueName: "file"), completion: .file(extensions: ["toml"]))
     var config: String?
 
@@ -91,6 +115,14 @@ struct RollbackCommand: AsyncParsableCommand {
         if !emergency && config != nil {
             throw ValidationError("--config is only used with --emergency")
         }
+        if restoreBackup && force { throw ValidationError("--restore-backup and --force exclude each other: restore the backup, or roll back without it") }
+        if emergency && (restoreBackup || force) {
+            throw ValidationError("--restore-backup and --force are not available with --emergency: without the daemon nothing is checked or restored")
+        }
+        if emergency && to != nil {
+            throw ValidationError("--to is not available with --emergency: without the daemon only <binary>.bak can be restored")
+        }
+        if let to, to.isEmpty { throw ValidationError("--to needs a version or a sha256 prefix") }
         if emergency && json {
             throw ValidationError("--json is not available with --emergency: it reports in words on stderr, and its exit code (0, 1, 5) says how it ended")
         }
@@ -101,7 +133,20 @@ struct RollbackCommand: AsyncParsableCommand {
             try await EmergencyRollbackPrinter.execute(configPath: config)
             return
         }
-        try SwapStreamPrinter.execute(title: "rollback", endpoint: "/rollback", body: [], connection: connection, json: json)
+        var body: [UInt8] = []
+        if to != nil || restoreBackup || force {
+            struct Body: Encodable {
+                let to: String?
+                let force: Bool?
+                let restoreBackup: Bool?
+                enum CodingKeys: String, CodingKey {
+                    case to, force
+                    case restoreBackup = "restore_backup"
+                }
+            }
+            body = ControlJSON.encode(Body(to: to, force: force ? true : nil, restoreBackup: restoreBackup ? true : nil))
+        }
+        try SwapStreamPrinter.execute(title: "rollback", endpoint: "/rollback", body: body, connection: connection, json: json)
     }
 }
 
@@ -193,7 +238,8 @@ enum SwapStreamPrinter {
             result.phasesMS[phase.rawValue].map { "\(phase.rawValue) \($0)" }
         }.joined(separator: ", ")
         let serving = result.servingMS.map { " (serving after \($0) ms)" } ?? ""
-        return "\(mark) \(result.action.rawValue) done in \(result.totalMS) ms\(serving): now serving \(to) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-"))\n  phases (ms): \(phases)"
+        let backup = result.backup.map { "\n  backup: \($0.path) (\(ByteCount.human($0.sizeBytes)))" } ?? ""
+        return "\(mark) \(result.action.rawValue) done in \(result.totalMS) ms\(serving): now serving \(to) (pid \(result.pid.map(String.init) ?? "-"), port \(result.port.map(String.init) ?? "-"))\n  phases (ms): \(phases)\(backup)"
     }
 
     /// The service's name for commands in hints (`journalctl -u supervisor@NAME`).
@@ -239,6 +285,10 @@ enum SwapStreamPrinter {
             return "something else wrote the binary's directory during the swap; make it writable by root only (supervisord --check warns), then swap again."
         case .appExited?, .healthTimeout?:
             return "read the new binary's output in the service log (journalctl -u supervisor@\(service)), fix it, and swap again."
+        case .schemaChanged?:
+            return "decide as the message says: --restore-backup puts the release's backup back first, --force runs it on the schema as it is."
+        case .unknownRelease?, .ambiguousRelease?:
+            return "`supervisorctl releases` lists the kept releases with their versions and sha256; name one exactly."
         case .portInUse?:
             return "find what holds the side port (ss -ltnp) and stop it, or change [app] ports."
         case .preflightFailed?:

@@ -64,7 +64,7 @@ struct SupervisordCommand: AsyncParsableCommand {
         }
         if check {
             let rights = PrivilegeCheck(settings)
-            var problems = rights.problems, warnings = rights.warnings
+            var problems = rights.problems, warnings = rights.warnings + StrategyCheck.warnings(settings)
             var wiring: String?
             switch await ProxyWiringCheck.run(settings) {
             case .wired(let evidence): wiring = evidence

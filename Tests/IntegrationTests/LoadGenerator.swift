@@ -13,6 +13,8 @@ struct LoadReport: CustomStringConvertible {
     var readErrors = 0
     var writeErrors = 0
     var timeouts = 0
+    /// wrk's slowest request (its "Latency" line's Max), in milliseconds.
+    var maxLatencyMS: Double?
     var raw = ""
 
     var socketErrors: Int { connectErrors + readErrors + writeErrors + timeouts }
@@ -21,11 +23,21 @@ struct LoadReport: CustomStringConvertible {
         "\(requests) requests, \(non2xx) non-2xx, socket errors: connect \(connectErrors), read \(readErrors), write \(writeErrors), timeout \(timeouts)"
     }
 
+    /// wrk's durations: "654.00us", "1.23ms", "2.05s", "1.00m".
+    static func milliseconds(_ text: String) -> Double? {
+        for (unit, scale) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)] where text.hasSuffix(unit) {
+            return Double(text.dropLast(unit.count)).map { $0 * scale }
+        }
+        return nil
+    }
+
     static func parse(_ output: String) -> LoadReport {
         var report = LoadReport(raw: output)
         for line in output.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             let words = line.components(separatedBy: CharacterSet(charactersIn: " ,")).filter { !$0.isEmpty }
-            if line.contains("requests in"), let first = words.first, let count = Int(first) {
+            if line.hasPrefix("Latency"), words.count >= 4 {
+                report.maxLatencyMS = milliseconds(words[3])
+            } else if line.contains("requests in"), let first = words.first, let count = Int(first) {
                 report.requests = count
             } else if line.hasPrefix("Non-2xx or 3xx responses:"), let last = words.last, let count = Int(last) {
                 report.non2xx = count

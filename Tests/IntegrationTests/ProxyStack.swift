@@ -16,10 +16,10 @@ final class ProxyStack {
         _ kind: ProxyKindUnderTest = .caddy, v1Flags: [String] = [], fault: ProxyFault? = nil,
         daemonEnvironment: [String: String] = [:],
         options: (inout DaemonUnderTest.Options) -> Void = { _ in },
-        checkURL: ((_ proxyPort: Int) -> String)? = nil
+        checkURL: ((_ proxyPort: Int) -> String)? = nil, caddyTryDuration: String = "2s"
     ) throws {
         let ports = FreePort.pick(2)
-        proxy = kind.make(initialUpstreamPort: ports[0])
+        proxy = kind.make(initialUpstreamPort: ports[0], caddyTryDuration: caddyTryDuration)
         // An ELF (demo-app with v1 baked in), whose /proc/PID/exe follows renames of the file.
         let v1 = AppVersions.make("v1", in: work, flags: v1Flags)
         live = work.file("bin/app")

@@ -80,9 +80,10 @@ enum ProxyKindUnderTest: String, CaseIterable, CustomTestStringConvertible {
         allCases.flatMap { kind in ProxyFault.allCases.filter { kind.faults[$0] != nil }.map { (kind, $0) } }
     }
 
-    func make(initialUpstreamPort: Int) -> any ProxyUnderTest {
+    /// `caddyTryDuration`: the Caddyfile's `lb_try_duration` (how long Caddy holds a request no upstream takes).
+    func make(initialUpstreamPort: Int, caddyTryDuration: String = "2s") -> any ProxyUnderTest {
         switch self {
-        case .caddy: CaddyUnderTest(initialUpstreamPort: initialUpstreamPort)
+        case .caddy: CaddyUnderTest(initialUpstreamPort: initialUpstreamPort, tryDuration: caddyTryDuration)
         case .caddyAPI: CaddyAPIUnderTest(initialUpstreamPort: initialUpstreamPort)
         case .nginx: NginxUnderTest(initialUpstreamPort: initialUpstreamPort)
         }
@@ -111,7 +112,7 @@ final class CaddyUnderTest: ProxyUnderTest {
 
     var name: String { "caddy" }
 
-    init(initialUpstreamPort: Int) {
+    init(initialUpstreamPort: Int, tryDuration: String = "2s") {
         let ports = FreePort.pick(2)
         listenPort = ports[0]
         adminPort = ports[1]
@@ -128,7 +129,7 @@ final class CaddyUnderTest: ProxyUnderTest {
             :\(listenPort) {
             	reverse_proxy {
             		import \(upstreamFile)
-            		lb_try_duration 2s
+            		lb_try_duration \(tryDuration)
             		lb_try_interval 50ms
             	}
             }

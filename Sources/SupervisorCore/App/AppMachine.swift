@@ -13,6 +13,9 @@ public struct AppMachine: Sendable, Equatable {
         case running(pid: Int32, port: Int)
         /// Waiting out the backoff before the next start.
         case restartPending(port: Int, delay: Duration)
+        /// A stop-start swap stopped the instance on purpose: nothing is
+        /// restarted; the swap hands over the next instance (or resumes).
+        case paused(port: Int)
         /// Stop signal sent; waiting for the exit.
         case stopping(pid: Int32)
         case stopped
@@ -33,6 +36,11 @@ public struct AppMachine: Sendable, Equatable {
         /// switch back or a warm-hold flip (the old one). This healthy instance is
         /// now the one supervised.
         case handedOver(pid: Int32, port: Int)
+        /// A stop-start swap is about to stop the supervised instance itself
+        /// (whichever runs: a restart may have replaced the one it started with).
+        case pause
+        /// The swap that paused supervision could not start an instance: start one (with backoff).
+        case resume
         case stopRequested
         case stopTimerFired
     }
@@ -107,6 +115,25 @@ public struct AppMachine: Sendable, Equatable {
             backoff.reset()
             return []
 
+        case (.running(_, let port), .pause), (.awaitingHealth(_, let port), .pause),
+            (.restartPending(let port, _), .pause), (.starting(let port), .pause):
+            // A restart timer that fires from here is stale; a spawn under way is discarded.
+            state = .paused(port: port)
+            return []
+
+        case (.paused, .handedOver(let pid, let port)):
+            state = .running(pid: pid, port: port)
+            backoff.reset()
+            return []
+
+        case (.paused(let port), .resume):
+            state = .starting(port: port)
+            return [.spawn(port: port)]
+
+        case (.paused, .stopRequested):
+            state = .stopped
+            return [.finishStop]
+
         case (.restartPending(let port, _), .restartTimerFired):
             state = .starting(port: port)
             return [.spawn(port: port)]
@@ -164,6 +191,7 @@ public struct AppMachine: Sendable, Equatable {
         case .awaitingHealth: hasBeenReady ? "restarting" : "starting"
         case .running: "running"
         case .restartPending: "backoff"
+        case .paused: "paused"
         case .stopping: "stopping"
         case .stopped: "stopped"
         }

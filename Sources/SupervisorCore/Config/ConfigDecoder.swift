@@ -142,10 +142,25 @@ public enum ConfigDecoder {
             app.problem("group", "is set without user; set user too (a group alone would still run the app as root)")
         }
 
+        var strategy = SwapStrategy.overlap
+        if let text = app.string("strategy") {
+            if let parsed = SwapStrategy(rawValue: text) {
+                strategy = parsed
+            } else {
+                app.problem("strategy", "must be \"overlap\" or \"stop-start\", got \"\(text)\"")
+            }
+        }
+        if strategy == .stopStart && proxyKind == .nginx {
+            app.problem(
+                "strategy",
+                "\"stop-start\" cannot run behind proxy.kind = \"nginx\": while no instance runs, nginx answers 502 at once (it cannot hold a request); use socket handoff instead ([app] listen = [\"127.0.0.1:8080\"] with proxy.kind = \"none\", and nginx proxying to that address), where requests wait on the supervisor's socket")
+        }
+
         return AppConfig(
             binary: binary, args: args, env: env, workingDirectory: workingDirectory, ports: ports,
             stopSignal: stopSignal, stopTimeout: stopTimeout, preflight: preflight,
-            versionCommand: versionCommand, listen: listen, user: user, group: group)
+            versionCommand: versionCommand, listen: listen, user: user, group: group, strategy: strategy,
+            keepReleases: app.integer("keep_releases", default: 5, range: 1...100))
     }
 
     private static func decodePorts(_ app: inout ConfigReader) -> [Int] {
@@ -201,7 +216,8 @@ public enum ConfigDecoder {
             watch: health.duration("watch", default: .zero, allowZero: true),
             expectBody: health.string("expect_body"),
             expectJSON: health.stringTable("expect_json", scalars: true),
-            healthyInterval: health.duration("healthy_interval", default: .zero, allowZero: true))
+            healthyInterval: health.duration("healthy_interval", default: .zero, allowZero: true),
+            schemaField: nonEmpty(health.string("schema_field"), key: "schema_field", in: &health, unset: "leave it out when the health answer names no schema"))
     }
 
     private static func decodeProxy(_ proxy: inout ConfigReader) -> ProxyConfig {
@@ -275,6 +291,7 @@ public enum ConfigDecoder {
     private static func decodeHooks(_ hooks: inout ConfigReader) -> HooksConfig {
         HooksConfig(
             beforeStart: hooks.commandList("before_start"),
+            restore: hooks.commandList("restore"),
             afterSwitch: hooks.commandList("after_switch"),
             onFailure: hooks.commandList("on_failure"),
             onRollback: hooks.commandList("on_rollback"),

@@ -33,6 +33,10 @@ public struct AppConfig: Sendable, Equatable {
     public var user: String? = nil
     /// Their group (nil: the user's primary group).
     public var group: String? = nil
+    /// How a swap replaces the instance: next to it, or after stopping it.
+    public var strategy: SwapStrategy = .overlap
+    /// How many binaries that served are kept under the state directory for `rollback --to`.
+    public var keepReleases: Int = 5
 
     /// `args` with `{port}` replaced.
     /// The port a swap starts the new instance on: the one of `ports` the
@@ -45,6 +49,17 @@ public struct AppConfig: Sendable, Equatable {
     public func arguments(port: Int) -> [String] {
         args.map { Placeholders.substitute($0, ["port": String(port)]) }
     }
+}
+
+/// `[app] strategy`: how a swap replaces the serving instance.
+public enum SwapStrategy: String, Sendable, Equatable, Codable, CaseIterable {
+    /// The new instance starts next to the old one and takes over once healthy.
+    case overlap
+    /// For apps that cannot run twice (an exclusive lock on a database file):
+    /// the old instance stops first, then the new one starts on its port or
+    /// sockets while requests wait (the handoff socket's backlog, Caddy's
+    /// `lb_try_duration`).
+    case stopStart = "stop-start"
 }
 
 /// The signals an app may ask to be stopped with, by their Linux numbers.
@@ -97,6 +112,9 @@ public struct HealthConfig: Sendable, Equatable {
     /// Between consecutive good answers of the gate (zero: back to back);
     /// `healthy_after` × this is a stability window when an operator wants one.
     public var healthyInterval: Duration = .zero
+    /// A field of the health JSON naming the database schema (e.g. `db_migration`):
+    /// recorded per release; a rollback across a change of it needs the backup.
+    public var schemaField: String? = nil
 }
 
 public enum ProxyKind: String, Sendable, Equatable, CaseIterable {
@@ -123,6 +141,8 @@ public struct ProxyConfig: Sendable, Equatable {
 
 public struct HooksConfig: Sendable, Equatable {
     public var beforeStart: [[String]]
+    /// `rollback --restore-backup`: run with the backup's `SUPERVISOR_BACKUP_DIR` while no instance runs.
+    public var restore: [[String]] = []
     public var afterSwitch: [[String]]
     public var onFailure: [[String]]
     public var onRollback: [[String]]

@@ -31,6 +31,12 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
         public static let stagedBinaryReplaced = Code(rawValue: "staged_binary_replaced")
         public static let stageFailed = Code(rawValue: "stage_failed")
         public static let noBackup = Code(rawValue: "no_backup")
+        /// `rollback --to`: no kept release has that version or sha256 prefix.
+        public static let unknownRelease = Code(rawValue: "unknown_release")
+        /// `rollback --to`: several kept releases match.
+        public static let ambiguousRelease = Code(rawValue: "ambiguous_release")
+        /// A rollback would cross a change of `[health] schema_field` (needs --restore-backup or --force).
+        public static let schemaChanged = Code(rawValue: "schema_changed")
         // Preflight / hooks
         public static let preflightFailed = Code(rawValue: "preflight_failed")
         public static let hookFailed = Code(rawValue: "hook_failed")
@@ -87,6 +93,9 @@ public struct SupervisorError: Error, Sendable, Equatable, Codable, CustomString
             .stagedBinaryReplaced,
             .stageFailed,
             .noBackup,
+            .unknownRelease,
+            .ambiguousRelease,
+            .schemaChanged,
             .preflightFailed,
             .hookFailed,
             .portInUse,

@@ -28,6 +28,8 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
     public var error: SwapError?
     public var phasesMS: [String: Int64]
     public var totalMS: Int64
+    /// The backup the swap's hooks took (`SUPERVISOR_BACKUP_DIR`), if any.
+    public var backup: ReleaseLedger.Backup? = nil
 
     public init(
         id: String, time: String, action: SwapAction, callerUID: UInt32?, from: BinaryIdentity,
@@ -51,12 +53,13 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
         self.init(
             id: result.id + suffix, time: time, action: result.action, callerUID: callerUID, from: result.from, to: result.to,
             result: result.ok ? .ok : .failed, error: result.error, phasesMS: result.phasesMS, totalMS: result.totalMS)
+        backup = result.backup
     }
 
     enum CodingKeys: String, CodingKey {
         case id, time, action
         case callerUID = "caller_uid"
-        case from, to, result, error
+        case from, to, result, error, backup
         case phasesMS = "phases_ms"
         case totalMS = "total_ms"
     }
@@ -106,11 +109,14 @@ public struct JournalState: Codable, Sendable, Equatable {
         public var stagedSHA256: String?
         /// The instance being replaced (its pid and start time, to stop it after a crash).
         public var old: Instance?
+        /// `stop-start`: the old instance stops before the new one starts (nil: overlap).
+        public var strategy: SwapStrategy?
 
         public init(
             id: String, action: SwapAction, phase: SwapPhase, newPort: Int, newPID: Int32?, stagedSHA256: String?,
-            newStartTime: UInt64? = nil, old: Instance? = nil
+            newStartTime: UInt64? = nil, old: Instance? = nil, strategy: SwapStrategy? = nil
         ) {
+            self.strategy = strategy
             self.id = id
             self.action = action
             self.phase = phase
@@ -127,7 +133,7 @@ public struct JournalState: Codable, Sendable, Equatable {
             case newPID = "new_pid"
             case newStartTime = "new_start_time"
             case stagedSHA256 = "staged_sha256"
-            case old
+            case old, strategy
         }
     }
 

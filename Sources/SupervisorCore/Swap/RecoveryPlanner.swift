@@ -7,6 +7,7 @@
 /// | none (steady state) | the app | adopt it if alive, else start it on its port |
 /// | stage, preflight, start, health, switch, revert | the old instance | undo: adopt the old one (or start it), point the proxy at it, stop the new one, remove `.new` |
 /// | drain, stop, commit, watch | the new instance | complete: commit `.new` if still there, adopt the new one (or start it), point the proxy at it, stop the old one |
+/// | stop-start: stop, start, health, switch, revert | the old instance | undo: stop the new one first (it may hold the old one's port or lock), then adopt the old one (or start it), remove `.new` |
 /// | flip (warm-hold rollback) | the old instance | finish the flip: adopt the old one (or start it), point the proxy at it, stop the new one, and trade `<binary>` and `<binary>.bak` back if the flip had not yet |
 ///
 /// Either way the interrupted operation is recorded in history as `interrupted`.
@@ -61,12 +62,15 @@ public enum RecoveryPlanner {
         public var exchangeBinaries: Bool = false
         /// Drain and stop these once the proxy points at the serving instance.
         public var stop: [StopTarget] = []
+        /// Stop `stop` before anything starts (an interrupted stop-start: the new
+        /// instance may hold the port or the lock the old one needs).
+        public var stopBeforeStart: Bool = false
         /// The interrupted swap, for history.
         public var interrupted: (id: String, action: SwapAction, phase: SwapPhase, outcome: Outcome)?
 
         public static func == (lhs: Plan, rhs: Plan) -> Bool {
             lhs.instance == rhs.instance && lhs.commitStaged == rhs.commitStaged && lhs.removeStaged == rhs.removeStaged
-                && lhs.exchangeBinaries == rhs.exchangeBinaries
+                && lhs.exchangeBinaries == rhs.exchangeBinaries && lhs.stopBeforeStart == rhs.stopBeforeStart
                 && lhs.stop == rhs.stop && lhs.interrupted?.id == rhs.interrupted?.id
                 && lhs.interrupted?.phase == rhs.interrupted?.phase && lhs.interrupted?.outcome == rhs.interrupted?.outcome
         }
@@ -79,6 +83,15 @@ public enum RecoveryPlanner {
         let keepServing: Plan.Instance = facts.servingAlive ? .adopt(pid: serving.pid, port: serving.port) : .start(port: serving.port)
         guard let swap = state.swap else {
             return Plan(instance: keepServing, removeStaged: facts.stagedExists)
+        }
+        if swap.strategy == .stopStart, [.stop, .start, .health, .switch, .revert].contains(swap.phase) {
+            var plan = Plan(instance: keepServing, removeStaged: facts.stagedExists)
+            if facts.newAlive, let pid = swap.newPID, pid != serving.pid {
+                plan.stop = [StopTarget(pid: pid, port: swap.newPort)]
+                plan.stopBeforeStart = true
+            }
+            plan.interrupted = (swap.id, swap.action, swap.phase, .undone)
+            return plan
         }
         switch swap.phase {
         case .stage, .preflight, .start, .health, .switch, .revert:

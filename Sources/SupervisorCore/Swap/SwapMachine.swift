@@ -11,6 +11,13 @@
 /// the supervision back, the proxy is pointed at it again, `.new` removed.
 /// Should that switch back fail, the failure says so: the old instance is
 /// alive and supervised, and a restart of the supervisor re-points the proxy.
+///
+/// `stop-start` (apps that cannot run twice): stage → preflight → stop (the
+/// old instance) → start (before_start hooks, then the new instance, on the
+/// old one's port or sockets) → health → switch (nothing moves: the proxy or
+/// socket already leads there) → commit → done. A failure after the old
+/// instance stopped stops the new one, starts the old binary again and
+/// removes the staged copy: the swap fails with nothing lost but time.
 public struct SwapMachine: Sendable, Equatable {
     public enum Event: Sendable, Equatable {
         case begin
@@ -29,6 +36,10 @@ public struct SwapMachine: Sendable, Equatable {
         /// Pointing the proxy back at the old instance failed.
         case switchBackFailed(SwapError)
         case oldStopped
+        /// stop-start: the old binary runs and is healthy again after a failure.
+        case oldRestarted
+        /// stop-start: starting the old binary again failed too (supervision keeps trying).
+        case oldRestartFailed(SwapError)
         case committed
         /// The action in progress failed.
         case failed(SwapError)
@@ -60,6 +71,9 @@ public struct SwapMachine: Sendable, Equatable {
         /// Point the proxy at the old instance again.
         case switchProxyBack
         case stopOld
+        /// stop-start, after a failure: start the old binary again on its port
+        /// or sockets, gate it, and make it the supervised instance.
+        case restartOld
         case commitBinaries
         /// Warm hold: keep the old instance alive out of rotation and watch the new one.
         case startWarmHold
@@ -80,20 +94,28 @@ public struct SwapMachine: Sendable, Equatable {
     public private(set) var phase: SwapPhase?
     public private(set) var failure: (error: SwapError, phase: SwapPhase)?
     private var newStarted = false
+    /// stop-start: the old instance was stopped (a failure must start it again).
+    private var oldStopped = false
     /// What follows the journal write in progress (done anyway if it fails past the switch).
     private var afterJournal: [Action] = []
     /// With `[health] watch`: the old instance is not drained and stopped
     /// after the switch; it stays warm for the watch window.
     public let warmHold: Bool
+    public let strategy: SwapStrategy
 
-    public init(warmHold: Bool = false) {
-        self.warmHold = warmHold
+    /// stop-start keeps nothing warm: the old instance is gone before the new one starts.
+    public init(warmHold: Bool = false, strategy: SwapStrategy = .overlap) {
+        self.strategy = strategy
+        self.warmHold = warmHold && strategy == .overlap
     }
 
     public static func == (lhs: SwapMachine, rhs: SwapMachine) -> Bool {
         lhs.phase == rhs.phase && lhs.failure?.error == rhs.failure?.error && lhs.failure?.phase == rhs.failure?.phase
-            && lhs.newStarted == rhs.newStarted && lhs.warmHold == rhs.warmHold && lhs.afterJournal == rhs.afterJournal
+            && lhs.newStarted == rhs.newStarted && lhs.oldStopped == rhs.oldStopped && lhs.warmHold == rhs.warmHold
+            && lhs.strategy == rhs.strategy && lhs.afterJournal == rhs.afterJournal
     }
+
+    private var stopsFirst: Bool { strategy == .stopStart }
 
     public mutating func handle(_ event: Event) -> [Action] {
         switch (phase, event) {
@@ -102,7 +124,7 @@ public struct SwapMachine: Sendable, Equatable {
         case (.stage?, .staged):
             return enter(.preflight, .runPreflight)
         case (.preflight?, .preflightPassed):
-            return enter(.start, .runBeforeStartHooks)
+            return stopsFirst ? enter(.stop, .stopOld) : enter(.start, .runBeforeStartHooks)
         case (.start?, .beforeStartHooksPassed):
             return [.startNew]
         case (.start?, .newStarted):
@@ -111,7 +133,7 @@ public struct SwapMachine: Sendable, Equatable {
         case (.health?, .newHealthy):
             return enter(.switch, .switchProxy)
         case (.switch?, .switched):
-            return warmHold ? enter(.commit, .commitBinaries) : enter(.drain, .drainOld)
+            return warmHold || stopsFirst ? enter(.commit, .commitBinaries) : enter(.drain, .drainOld)
         case (.drain?, .drained):
             return enter(.stop, .stopOld)
         case (.drain?, .newExitedWhileDraining(let error)):
@@ -124,6 +146,10 @@ public struct SwapMachine: Sendable, Equatable {
             failure = (error, .drain)
             return [.stopNew]
         case (.stop?, .oldStopped):
+            if stopsFirst {
+                oldStopped = true
+                return enter(.start, .runBeforeStartHooks)
+            }
             return enter(.commit, .commitBinaries)
         case (.commit?, .committed):
             if warmHold {
@@ -140,6 +166,8 @@ public struct SwapMachine: Sendable, Equatable {
             switch current {
             case .stage, .preflight, .start, .health, .switch:
                 return fail(error, in: current)
+            case .stop where stopsFirst:
+                return fail(error, in: current)
             case .drain, .stop, .commit, .watch, .revert, .done, .flip:
                 let next = afterJournal
                 afterJournal = []
@@ -147,6 +175,13 @@ public struct SwapMachine: Sendable, Equatable {
             }
 
         case (.revert?, .newStopped):
+            return oldStopped ? [.restartOld] : [.removeStaged]
+        case (.revert?, .oldRestarted):
+            return [.removeStaged]
+        case (.revert?, .oldRestartFailed(let error)):
+            if let failure {
+                self.failure = (SwapError(failure.error.code, "\(failure.error.message); starting the old binary again failed too: \(error.message)"), failure.phase)
+            }
             return [.removeStaged]
         case (.revert?, .stagedRemoved):
             guard let failure else { return [] }
@@ -170,6 +205,14 @@ public struct SwapMachine: Sendable, Equatable {
     }
 
     private mutating func fail(_ error: SwapError, in current: SwapPhase) -> [Action] {
+        if stopsFirst, [.stop, .start, .health, .switch].contains(current) {
+            // Nothing serves until the old binary runs again.
+            failure = (error, current)
+            phase = .revert
+            if newStarted || current == .start { return journaled(.revert, then: [.stopNew]) }
+            // The old instance would not stop (or the journal could not say it would): it still serves.
+            return journaled(.revert, then: oldStopped ? [.restartOld] : [.handBackToOld, .removeStaged])
+        }
         switch current {
         case .stage, .preflight, .start, .health, .switch:
             // The old instance still serves (a failed switch was reverted by the driver).

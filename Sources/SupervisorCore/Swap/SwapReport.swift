@@ -36,6 +36,8 @@ public struct SwapResult: Codable, Sendable, Equatable {
     /// switch, or the flip); nil when it never did. The drain and stop of the
     /// old instance come after it and only hold the command's return.
     public var servingMS: Int64? = nil
+    /// What this swap's hooks left in its `SUPERVISOR_BACKUP_DIR` (nil: nothing).
+    public var backup: ReleaseLedger.Backup? = nil
 
     public init(
         ok: Bool, id: String, action: SwapAction, from: BinaryIdentity, to: BinaryIdentity, pid: Int32?,
@@ -56,6 +58,7 @@ public struct SwapResult: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case ok, id, action, from, to, pid, port, error
+        case backup
         case failedPhase = "failed_phase"
         case phasesMS = "phases_ms"
         case totalMS = "total_ms"

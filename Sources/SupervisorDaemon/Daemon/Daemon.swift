@@ -49,6 +49,7 @@ public struct Daemon: Sendable {
         }
         let (previous, recovery) = Self.recover(config: config, journal: journal, logger: logger)
         recovery.prepare()
+        await recovery.stopBeforeStart()
         let emergency = journal.emergencyRollback()
         if let emergency {
             logger.notice("an emergency rollback (\(emergency.id)) exchanged \(config.app.binary) and its .bak while no supervisor ran; once the app is adopted, traffic moves to the restored binary the way a rollback does")
@@ -65,7 +66,9 @@ public struct Daemon: Sendable {
             throw StartRefused(description: "\(error); nothing was started")
         }
         if let app = runAs.app { logger.info("the app runs as \(app)") }
-        for warning in PrivilegeCheck(config, runAs: runAs, socketFromSystemd: controlFD != nil).warnings { logger.warning("\(warning)") }
+        for warning in PrivilegeCheck(config, runAs: runAs, socketFromSystemd: controlFD != nil).warnings + StrategyCheck.warnings(config) {
+            logger.warning("\(warning)")
+        }
         let launch = AppLaunch(config: config, listenDescriptors: try AppLaunch.openListeners(config, inherited: appFDs), runAs: runAs)
         var start = recovery.start
         if start.adopting == nil, !launch.isHandoff {

@@ -86,13 +86,24 @@ struct Recovery: Sendable {
         }
     }
 
-    /// After the proxy points at the serving instance.
-    func finish() async {
+    /// Before the app starts, for an interrupted stop-start: the new instance
+    /// goes first (it may hold the port or the lock the old one needs).
+    func stopBeforeStart() async {
+        guard plan.stopBeforeStart else { return }
+        await stopLeftovers()
+    }
+
+    private func stopLeftovers() async {
         for target in plan.stop {
             guard let process = try? ChildProcess.adopt(pid: target.pid) else { continue }
             let result = await InstanceRetirer(config: config).retire(process, port: target.port)
             logger.notice("recovery: stopped the instance a previous supervisor left on port \(target.port) (pid \(target.pid)): \(result)")
         }
+    }
+
+    /// After the proxy points at the serving instance.
+    func finish() async {
+        if !plan.stopBeforeStart { await stopLeftovers() }
         if plan.removeStaged {
             BinaryStager.removeStaged(for: config.app.binary)
             logger.notice("recovery: removed the stray \(BinaryStager.stagedPath(for: config.app.binary))")

@@ -69,6 +69,14 @@ public final class SupervisorMetrics: Sendable {
 
     public func appRestarted() { appRestarts.increment() }
 
+    /// An automatic rollback in the warm hold that did not happen because it would cross a schema change.
+    public func autoRollbackWithheld() {
+        registry.makeCounter(
+            descriptor: Self.name("auto_rollbacks_withheld", "total", "Automatic rollbacks in the warm hold not done because they would cross a schema change ([health] schema_field)."),
+            labels: [("reason", "schema_changed")]
+        ).increment()
+    }
+
     /// `supervisor_version_info{version,sha256} 1` for the serving binary.
     public func setServing(version: String?, sha256: String?) {
         versionInfo.withLock { gauge in

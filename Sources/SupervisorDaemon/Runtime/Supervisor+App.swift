@@ -117,11 +117,50 @@ extension Supervisor {
             return
         }
         recordServing(pid: current.process.pid, port: current.port)
+        keepServingRelease(port: current.port)
         logger.info("ready", metadata: ["pid": "\(current.process.pid)", "port": "\(current.port)"])
         readyAnnounced = true
         notifier.ready(status: statusLine())
         perform(operations.handle(.appReady))
         continueEmergencyRollback()
+    }
+
+    /// The release ledger knows the binary that serves at the first start (a
+    /// service run before it had a ledger, or a fresh install): recorded and
+    /// kept, when `<binary>` is what runs.
+    private func keepServingRelease(port: Int) {
+        guard let sha = serving.sha256 else { return }
+        let store = ReleaseStore(stateDirectory: config.stateDirectory), binary = config.app.binary, version = serving.version
+        let logger = self.logger
+        let probe = SchemaProbe(config: config.health), base = SchemaProbe.base(port: port, listen: config.app.listen)
+        launchJob {
+            var read: String?
+            if let probe, let base {
+                switch await probe.read(base: base) {
+                case .success(let value): read = value
+                case .failure(let why): logger.warning("releases: the serving release's schema (\(probe.field)) was not read: \(why)")
+                }
+            }
+            let schema = read
+            await BlockingThread.run {
+                let known = store.load().release(sha)
+                guard known == nil || (known?.schema == nil && schema != nil) else { return }
+                guard FileDigest.sha256(path: binary) == sha else { return }
+                do {
+                    try store.keep(binary, sha256: sha)
+                    try store.update { ledger in
+                        // A swap may have recorded it meanwhile.
+                        if ledger.release(sha) == nil {
+                            ledger.served(ReleaseLedger.Release(sha256: sha, version: version, schema: schema, servedAt: WallClock.rfc3339Now(), callerUID: nil))
+                        } else if let schema, ledger.release(sha)?.schema == nil {
+                            ledger.recordSchema(schema, for: sha)
+                        }
+                    }
+                } catch {
+                    logger.warning("releases: cannot record the serving binary: \(error)")
+                }
+            }
+        }
     }
 
     /// Fork and exec block until the exec is known to have worked: a job

@@ -22,6 +22,19 @@ struct ClaimedRequest: Sendable {
     var recordsSuccess = true
     /// A restart's config and launch (nil for the other actions).
     var restart: RestartPlan? = nil
+    /// `rollback --restore-backup`: the backup `[hooks] restore` gets (the rollback is a stop-start).
+    var restoreBackup: String? = nil
+}
+
+/// What a rollback was checked against (the schema guard): refused once claimed
+/// if what serves, or what it rolls back to, changed since.
+public struct RollbackCheck: Sendable {
+    public let serving: String?
+    public let target: String?
+    public init(serving: String?, target: String?) {
+        self.serving = serving
+        self.target = target
+    }
 }
 
 /// What a restart starts the new instance with, read from the config file when it was asked for.
@@ -52,14 +65,20 @@ extension Supervisor {
     /// `opener`: the caller's own identity when it is not root; the source
     /// file is opened with its rights, never the daemon's.
     public func request(
-        _ action: SwapAction, source: String?, callerUID: UInt32?, opener: ProcessCredentials? = nil
+        _ action: SwapAction, source: String?, callerUID: UInt32?, opener: ProcessCredentials? = nil,
+        checked: RollbackCheck? = nil, restoreBackup: String? = nil
     ) -> Result<AsyncStream<[UInt8]>, ControlError> {
-        request(action, source: source, callerUID: callerUID, opener: opener, recordsSuccess: true).map(\.stream)
+        request(action, source: source, callerUID: callerUID, opener: opener, recordsSuccess: true, checked: checked, restoreBackup: restoreBackup)
+            .map(\.stream)
     }
 
     func request(
-        _ action: SwapAction, source: String?, callerUID: UInt32?, opener: ProcessCredentials? = nil, recordsSuccess: Bool
+        _ action: SwapAction, source: String?, callerUID: UInt32?, opener: ProcessCredentials? = nil, recordsSuccess: Bool,
+        checked: RollbackCheck? = nil, restoreBackup: String? = nil
     ) -> Result<(ticket: OperationMachine.Ticket, stream: AsyncStream<[UInt8]>), ControlError> {
+        if let checked, operations.busyPhase == nil, checked.serving != serving.sha256 || (source == nil && checked.target != backup?.sha256) {
+            return .failure(ControlError(.busy, "the serving release changed while the rollback was checked (another operation finished meanwhile); ask again", phase: "commit"))
+        }
         let binary = config.app.binary
         let path: String
         var restart: RestartPlan?
@@ -79,6 +98,9 @@ extension Supervisor {
             }
             if let problem = BinaryStager.pathProblem(source) { return .failure(problem) }
             path = source
+        case .rollback where source != nil:
+            // `rollback --to`: a kept release's file (the daemon's own, under the state directory).
+            path = source ?? ""
         case .rollback, .autoRollback, .emergencyRollback:
             path = BinaryCommitter.backupPath(for: binary)
             // Inside a warm hold a rollback flips back to the warm instance (and `.bak` is its
@@ -89,14 +111,16 @@ extension Supervisor {
         }
         nextTicket += 1
         let ticket = OperationMachine.Ticket(nextTicket)
-        let actions = operations.handle(.requested(ticket, action, app: availability))
+        // A rollback to a named release is a swap to its file: inside a warm hold it ends the
+        // hold first, rather than flipping back to the warm instance.
+        let actions = operations.handle(.requested(ticket, action == .rollback && source != nil ? .swap : action, app: availability))
         for case .refuse(ticket, let refusal) in actions {
             return .failure(controlError(refusal, action: action))
         }
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
         requests[ticket] = ClaimedRequest(
             action: action, source: path, callerUID: callerUID, opener: action == .swap ? opener : nil, stream: continuation,
-            recordsSuccess: recordsSuccess, restart: restart)
+            recordsSuccess: recordsSuccess, restart: restart, restoreBackup: restoreBackup)
         perform(actions)
         return .success((ticket, stream))
     }
@@ -167,6 +191,7 @@ extension Supervisor {
     // MARK: - Swaps
 
     private func startSwap(_ pending: OperationMachine.Pending) {
+        holdProblem = nil
         guard let request = requests[pending.ticket] else {
             operationEvent(.swapFinished(pending.ticket, warmHold: false))
             return
@@ -183,7 +208,8 @@ extension Supervisor {
         let context = SwapRun.Context(
             id: id, ticket: pending.ticket, action: request.action, source: request.source, callerUID: request.callerUID, opener: request.opener,
             recordsSuccess: request.recordsSuccess, config: request.restart?.changes.config ?? launch.config, owner: self, driver: driver, journal: journal,
-            launch: request.restart?.launch ?? launch, servingLaunch: launch, notes: request.restart?.notes ?? [], effects: effects, logger: logger,
+            launch: request.restart?.launch ?? launch, servingLaunch: launch, notes: request.restart?.notes ?? [], restoreBackup: request.restoreBackup,
+            effects: effects, logger: logger,
             report: { line in continuation.yield(Self.encode(line)) })
         let run = SwapRun(context: context, old: old)
         launchJob {

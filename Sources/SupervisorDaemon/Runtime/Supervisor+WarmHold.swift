@@ -60,7 +60,18 @@ extension Supervisor {
 
     /// A failure the watch of hold `id` saw; a late one (that hold is over) changes nothing.
     private func holdFailed(_ id: String, reason: String) {
-        guard hold?.id == id else { return }
+        guard let hold, hold.id == id else { return }
+        if let change = hold.schemaChange {
+            // The old code on the new schema could do worse than a failing new version: reported, not done.
+            guard !hold.rollbackWithheld else { return }
+            self.hold?.rollbackWithheld = true
+            let message = "warm hold: \(reason); no automatic rollback: it would cross a schema change (\(change)); `supervisorctl rollback --restore-backup` or `--force` decides"
+            logger.error("\(message)")
+            holdProblem = message
+            metrics.autoRollbackWithheld()
+            notifier.status(statusLine() + ": automatic rollback withheld (schema changed)")
+            return
+        }
         operationEvent(.holdFailed(reason: reason))
     }
 

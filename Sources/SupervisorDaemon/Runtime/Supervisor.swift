@@ -49,6 +49,8 @@ public actor Supervisor {
     var processStarted: ContinuousClock.Instant?
     /// What keeps the first start from finishing (the proxy update failed), for status.
     var startProblem: String?
+    /// An automatic rollback withheld in the warm hold (schema changed), for status until the next operation.
+    var holdProblem: String?
     var processStartedWall: Double?
     /// What the supervised instance runs.
     var serving = BinaryIdentity(sha256: nil, version: nil)
@@ -209,7 +211,7 @@ public actor Supervisor {
             port = q
         case .stopping(let p) where p != 0:
             pid = p
-        case .starting(let q), .restartPending(let q, _):
+        case .starting(let q), .restartPending(let q, _), .paused(let q):
             port = q
         default:
             break
@@ -227,7 +229,7 @@ public actor Supervisor {
             report.phase = "starting"
         }
         report.state = report.phase
-        report.problem = firstStartDone ? nil : startProblem
+        report.problem = firstStartDone ? holdProblem : startProblem
         report.serving = firstStartDone && servingInstance() != nil
         report.backup = backup
         report.emergencyRollback = emergencyStatus
@@ -261,7 +263,7 @@ public actor Supervisor {
     var availability: OperationMachine.AppAvailability {
         switch app.state {
         case .running: servingInstance() == nil || !firstStartDone ? .starting : .running
-        case .idle, .starting, .awaitingHealth, .restartPending: .starting
+        case .idle, .starting, .awaitingHealth, .restartPending, .paused: .starting
         case .stopping, .stopped: .down
         }
     }
@@ -298,6 +300,27 @@ public actor Supervisor {
         recordServing(pid: target.process.pid, port: target.port)
         watchExit(of: target.process)
         notifier.status(statusLine())
+    }
+
+    /// A stop-start swap stops the serving instance itself: its exit is not a crash to restart.
+    /// Returns the supervised process when it is not `instance` (a crash restarted it since
+    /// the swap began): the swap stops that one too, or it would keep the port or the lock.
+    func pauseSupervision(of instance: Instance) -> ChildProcess? {
+        let current = process
+        handleApp(.pause)
+        // Nothing is supervised until the swap hands an instance over (or resumes).
+        process = nil
+        processStarted = nil
+        pendingSpawn = nil
+        notifier.status(statusLine())
+        return current.flatMap { $0.pid == instance.process.pid ? nil : $0 }
+    }
+
+    /// The stop-start swap that paused supervision could not start the old binary again:
+    /// supervision starts it (with backoff) as after a crash.
+    func resumeSupervision() {
+        uncommittedExecutable = nil
+        handleApp(.resume)
     }
 
     /// The files moved: `<binary>` is what runs, `<binary>.bak` holds `identity`.
@@ -366,4 +389,8 @@ struct WarmHold: Sendable {
     let new: Instance
     /// The watch window passed (while a flip ran, say): end the hold once it can.
     var windowElapsed = false
+    /// "schema 1 → 2" when the swap crossed a `[health] schema_field` change: no automatic rollback.
+    var schemaChange: String? = nil
+    /// An automatic rollback was withheld for it (said once).
+    var rollbackWithheld = false
 }

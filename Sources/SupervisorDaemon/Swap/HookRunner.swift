@@ -8,6 +8,7 @@ import SystemBindings
 struct HookRunner: Sendable {
     enum Kind: String, Sendable {
         case beforeStart = "before_start"
+        case restore
         case afterSwitch = "after_switch"
         case onFailure = "on_failure"
         case onRollback = "on_rollback"
@@ -24,6 +25,8 @@ struct HookRunner: Sendable {
         var oldVersion: String?
         var newVersion: String?
         var error: SwapError?
+        /// This swap's `SUPERVISOR_BACKUP_DIR` (under the state directory).
+        var backupDirectory: String? = nil
     }
 
     let config: SupervisorConfig
@@ -33,6 +36,7 @@ struct HookRunner: Sendable {
     func commands(_ kind: Kind) -> [[String]] {
         switch kind {
         case .beforeStart: config.hooks.beforeStart
+        case .restore: config.hooks.restore
         case .afterSwitch: config.hooks.afterSwitch
         case .onFailure: config.hooks.onFailure
         case .onRollback: config.hooks.onRollback
@@ -50,6 +54,7 @@ struct HookRunner: Sendable {
         environment["SUPERVISOR_NEW_SHA256"] = facts.newSHA256 ?? ""
         environment["SUPERVISOR_OLD_VERSION"] = facts.oldVersion ?? ""
         environment["SUPERVISOR_NEW_VERSION"] = facts.newVersion ?? ""
+        if let backup = facts.backupDirectory { environment["SUPERVISOR_BACKUP_DIR"] = backup }
         if let error = facts.error {
             environment["SUPERVISOR_ERROR"] = "\(error.code.rawValue): \(error.message)"
         }

@@ -33,6 +33,8 @@ actor SwapRun {
         let servingLaunch: AppLaunch
         /// Said before the first phase (what a restart applies).
         let notes: [String]
+        /// `rollback --restore-backup`: the backup `[hooks] restore` puts back while no instance runs.
+        var restoreBackup: String? = nil
         let effects: SupervisorEffects
         let logger: Logger
         let report: @Sendable (SwapStreamLine) -> Void
@@ -55,6 +57,11 @@ actor SwapRun {
     private var servingSince: ContinuousClock.Instant?
     private let oldIdentity: ProcessIdentity?
     private var newIdentity: ProcessIdentity?
+    /// This swap's `SUPERVISOR_BACKUP_DIR`, made when its first hook runs.
+    private var backupDirectory: String?
+    /// `[health] schema_field` as the new instance's health answer gave it.
+    private var newSchema: String?
+    private var releases: ReleaseStore { ReleaseStore(stateDirectory: context.config.stateDirectory) }
 
     init(context: Context, old: Instance) {
         self.context = context
@@ -62,11 +69,19 @@ actor SwapRun {
         // replaces is the version the operator rolled away from in an emergency.
         // Nor does a restart: the old instance runs the same binary, and a rollback
         // means `.bak`, which a restart leaves alone.
-        self.machine = SwapMachine(warmHold: context.config.health.watch > .zero && context.action != .emergencyRollback && context.action != .restart)
+        let strategy: SwapStrategy = context.restoreBackup != nil ? .stopStart : context.config.app.strategy
+        self.machine = SwapMachine(
+            warmHold: context.config.health.watch > .zero && context.action != .emergencyRollback && context.action != .restart,
+            strategy: strategy)
         self.old = old
         self.oldIdentity = ProcessIdentity.of(pid: old.process.pid)
-        newPort = context.config.app.sidePort(after: old.port)
+        // stop-start: the new instance takes the old one's port once it is free (the proxy's
+        // retries reach it there, no reload); overlap: the other port.
+        newPort = strategy == .stopStart ? old.port : context.config.app.sidePort(after: old.port)
     }
+
+    /// stop-start: the strategy, or a rollback that restores a backup (nothing may use the database meanwhile).
+    private var stopsFirst: Bool { context.config.app.strategy == .stopStart || context.restoreBackup != nil }
 
     /// Runs the swap to its end and returns the result line.
     func run() async -> SwapResult {
@@ -99,6 +114,10 @@ actor SwapRun {
         case .runPreflight:
             return await preflight()
         case .runBeforeStartHooks:
+            if let backup = context.restoreBackup {
+                progress(.start, "restoring the backup \(backup) with [hooks] restore, while no instance runs")
+                if let error = await runHooks(.restore, phase: .start, backupDirectory: backup) { return .failed(error) }
+            }
             if let error = await runHooks(.beforeStart, phase: .start) { return .failed(error) }
             return .beforeStartHooksPassed
         case .startNew:
@@ -117,6 +136,8 @@ actor SwapRun {
             return await switchProxyBack()
         case .stopOld:
             return await stopOld()
+        case .restartOld:
+            return await restartOld()
         case .commitBinaries:
             return await commit()
         case .startWarmHold:
@@ -125,9 +146,11 @@ actor SwapRun {
             await context.driver.awaitPreviousConfigRetired { [self] message in self.progress(.watch, message) }
             if let newChild {
                 progress(.watch, "warm hold: the old instance (pid \(old.process.pid)) stays alive out of rotation for \(context.config.health.watch.humanReadable); `supervisorctl rollback` flips back to it")
+                let change = await schemaChange()
+                if let change { progress(.watch, "the schema changed (\(change)): a failure in the window is reported, not rolled back automatically") }
                 await context.owner.prepareHold(WarmHold(
                     id: context.id, action: context.action, old: old,
-                    new: Instance(process: newChild, port: newPort, identity: newIdentityFacts)))
+                    new: Instance(process: newChild, port: newPort, identity: newIdentityFacts), schemaChange: change))
             }
             return nil
         case .retireOld:
@@ -161,7 +184,8 @@ actor SwapRun {
             ? nil
             : .init(
                 id: context.id, action: context.action, phase: phase, newPort: newPort, newPID: newChild?.pid,
-                stagedSHA256: staged?.sha256, newStartTime: newIdentity?.startTime, old: oldRecord)
+                stagedSHA256: staged?.sha256, newStartTime: newIdentity?.startTime, old: oldRecord,
+                strategy: stopsFirst ? .stopStart : nil)
         do {
             // Who serves is the owner's to say (it saw the hand-over, or a restart meanwhile).
             try await context.owner.enterPhase(context.ticket, phase, swap: swap)
@@ -277,6 +301,12 @@ actor SwapRun {
     }
 
     private func switchProxy() async -> SwapMachine.Event {
+        if stopsFirst {
+            // The new instance took the old one's port or sockets: what led there leads to it.
+            if let staged, let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
+            progress(.switch, context.launch.isHandoff ? "stop-start: the new instance accepts on the supervisor's sockets" : "stop-start: the new instance serves on port \(newPort), where the proxy already sends requests; nothing to reload")
+            return await switched()
+        }
         // What started was checked just before it started; a file replaced since
         // (during the health phase) would not be what is committed: stop here,
         // while the old instance still serves.
@@ -388,6 +418,14 @@ actor SwapRun {
 
     private func stopOld() async -> SwapMachine.Event {
         let signal = context.config.app.stopSignal
+        if stopsFirst {
+            // Its exit is this swap's doing, not a crash for supervision to restart.
+            progress(.stop, "stop-start: stopping the old instance (pid \(old.process.pid)) before the new one starts; \(waitingRequests)")
+            if let restarted = await context.owner.pauseSupervision(of: old) {
+                let status = await ProcessStopper.stop(restarted, signal: signal.number, timeout: context.config.app.stopTimeout)
+                progress(.stop, "stopped the instance a crash restart started meanwhile (pid \(restarted.pid)): \(status)")
+            }
+        }
         let status = await ProcessStopper.stop(old.process, signal: signal.number, timeout: context.config.app.stopTimeout)
         switch status {
         case .stopped(let exit):
@@ -397,12 +435,55 @@ actor SwapRun {
         case .unkillable:
             return .failed(SwapError(.commitFailed, "old instance (pid \(old.process.pid)) survived SIGKILL"))
         }
-        context.driver.dropFallback(port: newPort) { [self] message in self.progress(.stop, message) }
+        if !stopsFirst { context.driver.dropFallback(port: newPort) { [self] message in self.progress(.stop, message) } }
         return .oldStopped
+    }
+
+    /// Where requests go while no instance runs (stop-start).
+    private var waitingRequests: String {
+        if context.launch.isHandoff { return "new connections wait in the listening socket's backlog, which the supervisor holds" }
+        switch context.config.proxy.kind {
+        case .caddy, .caddyAPI: return "requests wait in Caddy's lb_try_duration retries"
+        case .nginx, .none: return "nothing holds requests meanwhile"
+        }
+    }
+
+    /// stop-start, after a failure: the old binary (`<binary>`, not yet replaced)
+    /// starts again the way the old instance was started, on its port or
+    /// sockets, and becomes the supervised instance once ready.
+    private func restartOld() async -> SwapMachine.Event {
+        let launch = context.servingLaunch
+        let binary = context.config.app.binary
+        do {
+            let launching = try launch.prepare(executable: binary, port: old.port)
+            let request = launching.request
+            let child = try await BlockingThread.run { () throws(SpawnError) in try ProcessSpawner.spawn(request) }
+            progress(.revert, "started the old binary again on \(launch.describe(port: old.port)) (pid \(child.pid))")
+            switch await context.effects.waitReady(launch, launching, child, old.port) {
+            case .healthy:
+                await context.owner.handOver(to: Instance(process: child, port: old.port, identity: old.identity), replacing: nil, launch: launch)
+                progress(.revert, "the old version serves again (pid \(child.pid))")
+                return .oldRestarted
+            case .exited(let status):
+                await context.owner.resumeSupervision()
+                return .oldRestartFailed(SwapError(.appExited, "the old binary (pid \(child.pid)) \(status) before it became healthy; supervision keeps starting it with backoff"))
+            case .timedOut(let problem):
+                _ = await ProcessStopper.stop(child, signal: SIGKILL, timeout: .seconds(5))
+                await context.owner.resumeSupervision()
+                return .oldRestartFailed(SwapError(.healthTimeout, "the old binary was not healthy within \(context.config.health.startTimeout.humanReadable) (\(problem)); supervision keeps starting it with backoff"))
+            }
+        } catch let error as SpawnError {
+            await context.owner.resumeSupervision()
+            return .oldRestartFailed(SwapError(.startFailed, "\(error.description); supervision keeps starting it with backoff"))
+        } catch {
+            await context.owner.resumeSupervision()
+            return .oldRestartFailed(SwapError(.startFailed, "cannot prepare the old binary's start: \(error); supervision keeps starting it with backoff"))
+        }
     }
 
     private func commit() async -> SwapMachine.Event {
         if let staged, let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
+        await readNewSchema()
         let binary = context.config.app.binary
         let backupReplaced: Bool
         do {
@@ -423,7 +504,7 @@ actor SwapRun {
     private func stopNew() async {
         guard let newChild else { return }
         // After a switch back: nothing of the config that routed to it may still send it requests.
-        await context.driver.awaitPreviousConfigRetired { [self] message in self.progress(.revert, message) }
+        if !stopsFirst { await context.driver.awaitPreviousConfigRetired { [self] message in self.progress(.revert, message) } }
         let status = await ProcessStopper.stop(newChild, signal: context.config.app.stopSignal.number, timeout: min(context.config.app.stopTimeout, .seconds(5)))
         progress(.revert, "stopped the new instance (pid \(newChild.pid)): \(status)")
     }
@@ -458,6 +539,7 @@ actor SwapRun {
             error: nil, failedPhase: nil, phasesMS: phasesMS, totalMS: total)
         // Served, and still serves: a swap undone after its switch did not leave the new version serving.
         if handedOver, let servingSince { result.servingMS = (servingSince - started).milliseconds }
+
         if case .failed(let error, let phase) = outcome {
             result.ok = false
             result.error = error
@@ -472,6 +554,7 @@ actor SwapRun {
             }
             context.logger.notice("\(context.action.rawValue) done in \(total) ms", metadata: ["swap.id": "\(context.id)", "pid": "\(newChild?.pid ?? 0)", "port": "\(newPort)"])
         }
+        result.backup = await recordRelease(result)
         if !result.ok || context.recordsSuccess {
             await context.owner.appendHistory(HistoryEntry(result: result, callerUID: context.callerUID, time: WallClock.rfc3339Now()))
         }
@@ -479,13 +562,109 @@ actor SwapRun {
     }
 
     /// Runs one kind of hook with the facts of this swap; nil when all passed (or none configured).
-    private func runHooks(_ kind: HookRunner.Kind, phase: SwapPhase, error: SwapError? = nil) async -> SwapError? {
+    private func runHooks(_ kind: HookRunner.Kind, phase: SwapPhase, error: SwapError? = nil, backupDirectory given: String? = nil) async -> SwapError? {
         let runner = HookRunner(config: context.config, credentials: context.launch.runAs.hooks)
         guard !runner.commands(kind).isEmpty else { return nil }
+        let directory: String? = if let given { given } else { await makeBackupDirectory(phase: phase) }
         let facts = HookRunner.Facts(
             action: context.action, phase: phase, oldBinary: context.config.app.binary, newBinary: staged?.path,
-            oldSHA256: old.identity.sha256, newSHA256: staged?.sha256, oldVersion: old.identity.version, newVersion: newVersion, error: error)
+            oldSHA256: old.identity.sha256, newSHA256: staged?.sha256, oldVersion: old.identity.version, newVersion: newVersion, error: error,
+            backupDirectory: directory)
         return await runner.run(kind, facts) { [self] line in self.progress(phase, line) }
+    }
+
+    /// The swap's `SUPERVISOR_BACKUP_DIR`: `STATE_DIR/backups/<swap id>`, empty,
+    /// 0700, the hooks' user's. Nil (said in the progress) when it cannot be made.
+    private func makeBackupDirectory(phase: SwapPhase) async -> String? {
+        if let backupDirectory { return backupDirectory }
+        let store = releases, id = context.id
+        let owner = context.launch.runAs.hooks.map { (uid: $0.uid, gid: $0.gid) }
+        do {
+            backupDirectory = try await BlockingThread.run { () throws(ReleaseStore.StoreError) in
+                do { return try store.makeBackupDirectory(swapID: id, owner: owner) } catch let error as ReleaseStore.StoreError { throw error } catch {
+                    throw ReleaseStore.StoreError("\(error)")
+                }
+            }
+        } catch {
+            progress(phase, "warning: no SUPERVISOR_BACKUP_DIR for the hooks: \(error.description)")
+        }
+        return backupDirectory
+    }
+
+    /// `[health] schema_field` of the new instance, which serves by now (read once, recorded with its release).
+    private func readNewSchema() async {
+        guard let probe = SchemaProbe(config: context.config.health),
+            let base = SchemaProbe.base(port: newPort, listen: context.config.app.listen)
+        else { return }
+        switch await probe.read(base: base) {
+        case .success(let value):
+            newSchema = value
+            progress(.commit, "schema: \(probe.field) = \(UntrustedText.quoted(value))")
+        case .failure(let why):
+            progress(.commit, "warning: the schema was not recorded (\(base)\(probe.path), field \(probe.field)): \(why)")
+        }
+    }
+
+    /// "1 → 2" when the old release's recorded schema and the new one's differ.
+    private func schemaChange() async -> String? {
+        guard let newSchema, let oldSHA = old.identity.sha256 else { return nil }
+        let store = releases
+        guard let oldSchema = await BlockingThread.run({ store.load().release(oldSHA)?.schema }), oldSchema != newSchema else { return nil }
+        return "\(context.config.health.schemaField ?? "schema") \(UntrustedText.quoted(oldSchema)) → \(UntrustedText.quoted(newSchema))"
+    }
+
+    /// After the outcome: what the hooks left in the backup directory (an empty
+    /// one is removed), and the release ledger: the backup goes with the
+    /// release it protects (the one serving before), a committed binary is
+    /// kept under its sha256, and releases past `keep_releases` are pruned
+    /// (never the one serving nor the one in `.bak`).
+    private func recordRelease(_ result: SwapResult) async -> ReleaseLedger.Backup? {
+        let store = releases, directory = backupDirectory, id = context.id
+        let binary = context.config.app.binary, keep = context.config.app.keepReleases
+        let committed = result.ok && context.action != .restart && handedOver
+        let old = self.old.identity, new = newIdentityFacts, caller = context.callerUID, schema = newSchema
+        let (backup, problems) = await BlockingThread.run { () -> (ReleaseLedger.Backup?, [String]) in
+            var problems: [String] = []
+            var backup: ReleaseLedger.Backup?
+            if let directory {
+                let size = ReleaseStore.size(of: directory)
+                if size.entries == 0 {
+                    store.removeBackup(directory)
+                } else {
+                    backup = ReleaseLedger.Backup(path: directory, sizeBytes: size.bytes, swapID: id)
+                }
+            }
+            do {
+                try store.update { ledger in
+                    let now = WallClock.rfc3339Now()
+                    if let oldSHA = old.sha256 {
+                        if ledger.release(oldSHA) == nil {
+                            // Served before the ledger knew it (the first swap after an upgrade of supervisord).
+                            ledger.served(ReleaseLedger.Release(sha256: oldSHA, version: old.version, servedAt: now, callerUID: nil))
+                        }
+                        if let backup {
+                            if let earlier = ledger.release(oldSHA)?.backup, earlier.path != backup.path { store.removeBackup(earlier.path) }
+                            ledger.attach(backup, to: oldSHA)
+                        }
+                    }
+                    if committed, let newSHA = new.sha256 {
+                        ledger.served(ReleaseLedger.Release(sha256: newSHA, version: new.version, schema: schema, servedAt: now, callerUID: caller))
+                        do { try store.keep(binary, sha256: newSHA) } catch { problems.append("\(error)") }
+                        if let oldSHA = old.sha256 {
+                            do { try store.keep(BinaryCommitter.backupPath(for: binary), sha256: oldSHA) } catch { problems.append("\(error)") }
+                        }
+                    }
+                    let protected = Set([new.sha256, old.sha256].compactMap { $0 }.filter { committed || $0 == old.sha256 })
+                    for dropped in ledger.prune(keep: keep, protecting: protected) { store.remove(dropped) }
+                }
+            } catch {
+                problems.append("cannot write \(store.ledgerPath): \(error)")
+            }
+            return (backup, problems)
+        }
+        for problem in problems { progress(.done, "warning: releases: \(problem)") }
+        if let backup { progress(.done, "backup: \(backup.path) (\(ByteCount.human(backup.sizeBytes))), kept with the release it protects (\(old.version ?? String((old.sha256 ?? "?").prefix(12))))") }
+        return backup
     }
 
     private func runCommand(_ argv: [String]) async -> CommandOutcome {
