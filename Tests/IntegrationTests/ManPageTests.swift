@@ -54,7 +54,7 @@ import Testing
             for child in command["subcommands"] as? [[String: Any]] ?? [] { walk(child, top: false) }
         }
         walk(try #require(root["command"] as? [String: Any]), top: true)
-        #expect(tool == "supervisord" || subcommands.count == 5, "\(subcommands)")
+        #expect(tool == "supervisord" || subcommands.count == 6, "\(subcommands)")
         for subcommand in subcommands {
             #expect(text.contains(".Cm \(subcommand)"), "\(tool).1 does not describe the \(subcommand) command")
         }

@@ -16,7 +16,7 @@ public enum RollbackSchemaGuard {
         let toName = to.map(name) ?? "the previous release"
         if restoreBackup {
             guard let to, let backup = to.backup else {
-                return .refuse(SupervisorError(.noBackup, "\(toName) has no backup to restore: no swap that replaced it left anything in its SUPERVISOR_BACKUP_DIR (a before_start hook writes it); roll back with --force, or without --restore-backup"))
+                return .refuse(ControlError(.noBackup, "\(toName) has no backup to restore: no swap that replaced it left anything in its SUPERVISOR_BACKUP_DIR (a before_start hook writes it); roll back with --force, or without --restore-backup"))
             }
             return .restore(backup)
         }
@@ -26,7 +26,7 @@ public enum RollbackSchemaGuard {
         let backup = to.backup.map { "the backup taken before the swap that replaced it: \($0.path) (\(ByteCount.human($0.sizeBytes)))" }
             ?? "no backup was kept for it"
         return .refuse(
-            SupervisorError(
+            ControlError(
                 .schemaChanged,
                 "\(name(to)) ran on schema \(UntrustedText.quoted(toSchema)) and \(name(from)), serving, on \(UntrustedText.quoted(fromSchema)): a rollback across that change would run the old code on the new schema; \(backup). Either `supervisorctl rollback --restore-backup` (stops \(name(from)), runs [hooks] restore with that backup, starts \(name(to)); requests wait meanwhile) or `--force` (\(name(to)) starts on the schema as it is). Nothing was changed"))
     }
