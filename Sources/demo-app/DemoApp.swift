@@ -53,6 +53,7 @@ struct DemoApp {
         let failHealth = options.failHealth
         let responseDelay = TimeAmount.milliseconds(Int64(options.responseDelayMilliseconds))
         let healthFields = options.healthFields
+        let schemaDatabase = options.schemaDatabase
         let unhealthyFrom: NIODeadline? = options.failHealthAfterMilliseconds > 0
             ? .now() + .milliseconds(Int64(options.failHealthAfterMilliseconds)) : nil
         @Sendable func initialize(_ channel: Channel) -> EventLoopFuture<Void> {
@@ -61,7 +62,7 @@ struct DemoApp {
                 try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                 try channel.pipeline.syncOperations.addHandler(
                     DemoHTTPHandler(versionTag: versionTag, failHealth: failHealth, responseDelay: responseDelay, healthFields: healthFields,
-                        unhealthyFrom: unhealthyFrom, drainer: drainer))
+                        unhealthyFrom: unhealthyFrom, drainer: drainer, schemaDatabase: schemaDatabase))
             }
         }
 

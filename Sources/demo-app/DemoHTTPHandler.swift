@@ -16,9 +16,15 @@ final class DemoHTTPHandler: ChannelInboundHandler {
     /// When set, /health fails from this moment on.
     private let unhealthyFrom: NIODeadline?
     private let drainer: DrainController?
+    /// `--schema-from-sqlite`: the database whose user_version /health reports as db_migration.
+    private let schemaDatabase: String?
     private var request: HTTPRequestHead?
 
-    init(versionTag: String, failHealth: Bool, responseDelay: TimeAmount, healthFields: [(String, String)] = [], unhealthyFrom: NIODeadline? = nil, drainer: DrainController? = nil) {
+    init(
+        versionTag: String, failHealth: Bool, responseDelay: TimeAmount, healthFields: [(String, String)] = [], unhealthyFrom: NIODeadline? = nil,
+        drainer: DrainController? = nil, schemaDatabase: String? = nil
+    ) {
+        self.schemaDatabase = schemaDatabase
         self.unhealthyFrom = unhealthyFrom
         self.drainer = drainer
         self.healthExtra = healthFields.map { ",\"\(Self.escape($0.0))\":\"\(Self.escape($0.1))\"" }.joined()
@@ -55,6 +61,7 @@ final class DemoHTTPHandler: ChannelInboundHandler {
         case "/":
             return (.ok, "demo-app \(versionTag)\n", "text/plain")
         case "/health":
+            let healthExtra = self.healthExtra + (schemaDatabase.map { ",\"db_migration\":\"\(SQLiteHeader.userVersion(of: $0).map(String.init) ?? "unreadable")\"" } ?? "")
             if failHealth || (unhealthyFrom.map { NIODeadline.now() >= $0 } ?? false) {
                 return (.serviceUnavailable, #"{"status":"failing","version":"\#(versionTag)""# + healthExtra + "}\n", "application/json")
             }

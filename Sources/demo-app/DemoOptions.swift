@@ -19,6 +19,7 @@ struct DemoOptions {
     var healthFields: [(String, String)] = []
     var failHealthAfterMilliseconds = 0
     var lockFile: String?
+    var schemaDatabase: String?
 
     static let usage = """
         usage: demo-app [options]
@@ -43,6 +44,8 @@ struct DemoOptions {
           --health-field K=V     add "K":"V" to the /health JSON, repeatable [DEMO_HEALTH_FIELDS=K=V,K2=V2]
           --lock-file PATH       hold an exclusive flock on PATH while running, as an app with an
                                  SQLite or DuckDB file does; a second instance exits 5 [DEMO_LOCK_FILE]
+          --schema-from-sqlite PATH  add "db_migration":"N" to the /health JSON, N being the
+                                 SQLite database's PRAGMA user_version, read on each probe [DEMO_SCHEMA_SQLITE]
 
         On SIGTERM it stops accepting, finishes in-flight requests, answers the
         last keep-alive response with "Connection: close" and exits 0.
@@ -73,6 +76,7 @@ struct DemoOptions {
         if let host = environment["DEMO_HOST"] { options.host = host }
         if let version = environment["DEMO_VERSION"] { options.versionTag = version }
         if let path = environment["DEMO_LOCK_FILE"], !path.isEmpty { options.lockFile = path }
+        if let path = environment["DEMO_SCHEMA_SQLITE"], !path.isEmpty { options.schemaDatabase = path }
         options.failHealth = flag("DEMO_FAIL_HEALTH")
         options.crashAtStart = flag("DEMO_CRASH_AT_START")
         options.ignoreSIGTERM = flag("DEMO_IGNORE_SIGTERM")
@@ -110,6 +114,7 @@ struct DemoOptions {
                 case "--drain-delay-ms": options.drainDelayMilliseconds = try count(argument).get()
                 case "--response-delay-ms": options.responseDelayMilliseconds = try count(argument).get()
                 case "--lock-file": options.lockFile = try value(argument).get()
+                case "--schema-from-sqlite": options.schemaDatabase = try value(argument).get()
                 case "--health-field":
                     let text = try value(argument).get()
                     guard let field = parseField(text) else { return .failure("--health-field: \"\(text)\" is not KEY=VALUE") }
