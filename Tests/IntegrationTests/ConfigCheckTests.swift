@@ -161,6 +161,36 @@ struct ConfigCheckTests {
 
     /// `supervisord --check` on a small config: `app` lines (and any tables
     /// after them) under [app], then the control socket.
+    /// `strategy = "stop-start"`: Caddy must hold requests long enough (warned), nginx cannot (refused), a warm hold has nothing to keep.
+    @Test func stopStartSaysWhatHoldsTheRequests() throws {
+        let directory = TemporaryDirectory()
+        let app = directory.write("app", "#!/bin/sh\n", mode: 0o755)
+        let upstream = directory.write("upstream", "to 127.0.0.1:8081\n")
+        func check(_ tail: String, caddy retries: String) throws -> CommandResult {
+            let caddyfile = directory.write("Caddyfile", ":80 {\n\treverse_proxy {\n\t\timport \(upstream)\n\(retries)\t}\n}\n")
+            return try Self.check(
+                in: directory, binary: app,
+                app: "user = \"nobody\"\nstrategy = \"stop-start\"\n[health]\nstart_timeout = \"20s\"\n\(tail)\n[proxy]\nkind = \"caddy\"\nconfig = \"\(caddyfile)\"\nupstream_file = \"\(upstream)\"",
+                socket: directory.file("c.sock"))
+        }
+        let none = try check("", caddy: "")
+        #expect(none.exitCode == 0, "\(none.stderr)")
+        #expect(none.stdout.contains("warning: proxy.config: no lb_try_duration in"), "\(none.stdout)")
+        #expect(none.stdout.contains("add `lb_try_duration 20s`"), "\(none.stdout)")
+        let short = try check("", caddy: "\t\tlb_try_duration 5s\n")
+        #expect(short.stdout.contains("warning: proxy.config: lb_try_duration 5s is shorter than [health] start_timeout (20s)"), "\(short.stdout)")
+        let enough = try check("watch = \"30s\"", caddy: "\t\tlb_try_duration 30s\n\t\tlb_try_interval 50ms\n")
+        #expect(enough.exitCode == 0, "\(enough.stderr)")
+        #expect(!enough.stdout.contains("lb_try_duration"), "\(enough.stdout)")
+        #expect(enough.stdout.contains("warning: health.watch: has no effect with app.strategy = \"stop-start\""), "\(enough.stdout)")
+
+        let nginx = try Self.check(
+            in: directory, binary: app,
+            app: "user = \"nobody\"\nstrategy = \"stop-start\"\n[proxy]\nkind = \"nginx\"\nupstream_file = \"\(upstream)\"", socket: directory.file("c.sock"))
+        #expect(nginx.exitCode == 2)
+        #expect(nginx.stderr.contains("app.strategy: \"stop-start\" cannot run behind proxy.kind = \"nginx\""), "\(nginx.stderr)")
+    }
+
     static func check(in directory: TemporaryDirectory, binary: String, app: String, socket: String) throws -> CommandResult {
         let config = directory.write(
             "c.toml",
