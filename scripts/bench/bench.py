@@ -143,8 +143,10 @@ class Processes:
 class Caddy:
     name = "caddy"
 
-    def __init__(self, procs, work, upstream_port):
-        self.dir = os.path.join(work, "caddy")
+    def __init__(self, procs, work, upstream_port, try_duration="2s", tag="caddy"):
+        self.dir = os.path.join(work, tag)
+        if try_duration != "2s":
+            self.name = f"caddy (lb_try_duration {try_duration})"
         os.makedirs(os.path.join(self.dir, "upstreams"), exist_ok=True)
         self.listen_port, self.admin_port = free_ports(2)
         self.upstream_file = os.path.join(self.dir, "upstreams", "app")
@@ -155,8 +157,8 @@ class Caddy:
         with open(self.caddyfile, "w") as f:
             f.write(
                 "{\n\tadmin 127.0.0.1:%d\n\tauto_https off\n\tgrace_period 10s\n}\n\n"
-                ":%d {\n\treverse_proxy {\n\t\timport %s\n\t\tlb_try_duration 2s\n\t\tlb_try_interval 50ms\n\t}\n}\n"
-                % (self.admin_port, self.listen_port, self.upstream_file))
+                ":%d {\n\treverse_proxy {\n\t\timport %s\n\t\tlb_try_duration %s\n\t\tlb_try_interval 50ms\n\t}\n}\n"
+                % (self.admin_port, self.listen_port, self.upstream_file, try_duration))
         self.process = procs.start(["caddy", "run", "--config", self.caddyfile, "--adapter", "caddyfile"],
                                    os.path.join(self.dir, "caddy.log"), env=self.env)
         if not wait_for(lambda: http_get(self.admin_port, "/config/")[0] == 200, 20):
@@ -360,7 +362,7 @@ class Bench:
         process = self.procs.start([self.version(tag, delay_ms), "--port", str(port)], os.path.join(self.work, f"app-{tag}-{port}.log"))
         return process
 
-    def service(self, tag, proxy_section, ports=None, listen=None, health=None, version_command=True):
+    def service(self, tag, proxy_section, ports=None, listen=None, health=None, version_command=True, app_extra=""):
         """A directory of its own with v1 (fast start) as the live binary and a
         config serving it on `ports`, or on `listen` in handoff mode."""
         directory = tempfile.mkdtemp(prefix=f"supervisord-{tag}-", dir=self.work)
@@ -369,6 +371,7 @@ class Bench:
         app = f'ports = [{ports[0]}, {ports[1]}]\nargs = ["--port", "{{port}}"]\n' if ports else f'listen = ["127.0.0.1:{listen}"]\n'
         if version_command:
             app += 'version_command = ["{binary}", "--version"]\n'
+        app += app_extra
         health = dict(health or {}, **({"mode": "notify"} if listen else {}))
         health_lines = "".join(f'{key} = "{value}"\n' for key, value in health.items())
         config = os.path.join(directory, "service.toml")
@@ -380,9 +383,9 @@ class Bench:
     def start_supervisord(self, directory, config, env=None):
         return self.procs.start([f"{self.bin}/supervisord", "--config", config], os.path.join(directory, "supervisord.log"), env=env)
 
-    def supervisord(self, proxy_section, ports=None, listen=None, watch="0s", tag="row"):
+    def supervisord(self, proxy_section, ports=None, listen=None, watch="0s", tag="row", app_extra=""):
         """A supervisord serving v1, once it runs."""
-        directory, config = self.service(tag, proxy_section, ports=ports, listen=listen, health={"watch": watch})
+        directory, config = self.service(tag, proxy_section, ports=ports, listen=listen, health={"watch": watch}, app_extra=app_extra)
         supervisor = Supervisor(self, directory, self.start_supervisord(directory, config))
         if not wait_for(lambda: (supervisor.status() or {}).get("phase") == "running", 30, 0.05):
             raise SystemExit(f"supervisord did not start; see {directory}/supervisord.log")
@@ -633,6 +636,30 @@ def ours_handoff(bench, proxy=None):
     row = measure(bench, label, proxy.name if proxy else "none", proxy.listen_port if proxy else port, act,
                   lambda: not alive(old_pid), "v2", ours=True)
     row["strict"] = True
+    supervisor.stop()
+    return row
+
+
+def ours_stop_start(bench, proxy=None):
+    """`[app] strategy = "stop-start"` (an app that cannot run twice): the old
+    instance stops, then the new one starts on its port or socket; requests
+    wait on the supervisor's socket (handoff) or in Caddy's lb_try_duration."""
+    if proxy is None:
+        port = free_ports(1)[0]
+        supervisor = bench.supervisord('[proxy]\nkind = "none"\n', listen=port, tag="stop-start", app_extra='strategy = "stop-start"\n')
+        listen_port, proxy_name = port, "none"
+    else:
+        supervisor = bench.supervisord(proxy.proxy_section(), ports=free_ports(2), tag="stop-start", app_extra='strategy = "stop-start"\n')
+        listen_port, proxy_name = proxy.listen_port, proxy.name
+    old_pid = supervisor.status()["pid"]
+
+    def act():
+        code, body = supervisor.run(["swap", bench.version("v2")])
+        return {**body, "ok": code == 0}
+
+    label = "supervisorctl swap, stop-start" + (", socket handoff" if proxy is None else "")
+    row = measure(bench, label, proxy_name, listen_port, act, lambda: not alive(old_pid), "v2", ours=True)
+    row["strict"] = proxy is None
     supervisor.stop()
     return row
 
@@ -891,6 +918,10 @@ def write_report(path, rows, idle, ready, soak_result, reload_control, info, com
         "that sent a request at that instant sees a read error). Socket-handoff mode, alone or behind a proxy whose",
         "upstream never changes, reloads nothing. Caddy's `lb_try_duration` retries refused connections, so the naive",
         "restart fails nothing through Caddy: its cost shows as requests held for the whole restart (slowest request).",
+        "The stop-start rows are for apps that cannot run twice (`[app] strategy = \"stop-start\"`): the old instance",
+        "stops first, so requests wait (on the supervisor's socket in handoff mode, in Caddy's retries, here with",
+        "`lb_try_duration 30s` as `--check` asks, beside the naive restart through the same Caddy); their slowest request",
+        "is about the old instance's stop plus the new one's start.",
         "",
         "### Where our time goes (ms, per phase)",
         "",
@@ -994,6 +1025,11 @@ def main():
             rows.append(ours_rollback(bench, proxy, inside_warm_hold=True))
             rows.append(ours_handoff(bench, proxy))
         rows.append(ours_handoff(bench))
+        # Apps that cannot run twice: stop-start, beside the naive restart above.
+        rows.append(ours_stop_start(bench))
+        patient = Caddy(procs, work, parking, try_duration="30s", tag="caddy-patient")
+        rows.append(naive_restart(bench, patient))
+        rows.append(ours_stop_start(bench, patient))
         idle, ready = daemon_cost(bench, nginx, args.idle)
         soak_result = soak(bench, nginx, args.soak)
         reload_control = reloads_alone(bench, nginx, args.soak, soak_result["elapsed_s"] / max(1, args.soak))
