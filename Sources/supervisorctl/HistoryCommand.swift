@@ -56,15 +56,19 @@ struct HistoryCommand: ParsableCommand {
                 print("no swaps or rollbacks yet")
                 return
             }
-            var rows = [["when", "who", "action", "from", "to", "result", "ms"]]
+            // The backup column only once a swap took one (`SUPERVISOR_BACKUP_DIR`).
+            let backups = entries.contains { $0.backup != nil }
+            var rows = [["when", "who", "action", "from", "to", "result", "ms"] + (backups ? ["backup"] : [])]
             for entry in entries {
                 let who = entry.callerUID.map { uid in UserDatabase.userName(uid: uid) ?? "uid \(uid)" } ?? "-"
                 let result = entry.result.rawValue + (entry.error.map { " (\($0.code))" } ?? "")
-                rows.append([entry.time, who, entry.action.rawValue, short(entry.from), short(entry.to), result, String(entry.totalMS)])
+                let backup = entry.backup.map { "\($0.path) (\(ByteCount.human($0.sizeBytes)))" } ?? "-"
+                rows.append([entry.time, who, entry.action.rawValue, short(entry.from), short(entry.to), result, String(entry.totalMS)] + (backups ? [backup] : []))
             }
             let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
             for row in rows {
-                print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+                print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                    .trimmingCharacters(in: .whitespaces))
             }
         } catch let failure as CLIFailure {
             if json { failure.printJSON() }

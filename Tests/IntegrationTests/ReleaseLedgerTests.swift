@@ -41,6 +41,8 @@ extension UnderLoad {
                 #expect(try String(contentsOfFile: path + "/db.dump", encoding: .utf8) == "dump of \(entry.release.version ?? "?")\n")
                 #expect(FileManager.default.fileExists(atPath: stack.daemon.directory.file("state/releases/\(entry.release.sha256)")))
             }
+            let history = try stack.daemon.ctl(["history"])
+            #expect(history.stdout.contains("backup") && history.stdout.contains("state/backups/"), "\(history.stdout)")
             let human = try stack.daemon.ctl(["releases"])
             #expect(human.stdout.contains("serving") && human.stdout.contains(".bak") && human.stdout.contains("keep_releases = 5"), "\(human.stdout)")
 

@@ -101,6 +101,37 @@ struct Recovery: Sendable {
         }
     }
 
+    /// The backup directory of the interrupted swap: removed when empty, else recorded
+    /// with the release it protects unless that one has a backup already (then kept
+    /// on disk and named in the log: its hooks may not have finished).
+    private func keepInterruptedBackup(_ swap: JournalState.SwapInProgress) {
+        let store = ReleaseStore(stateDirectory: config.stateDirectory)
+        let path = store.backupsDirectory + "/" + swap.id
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return }
+        let size = ReleaseStore.size(of: path)
+        guard size.entries > 0 else {
+            store.removeBackup(path)
+            return
+        }
+        guard let sha = swap.old?.sha256 else { return }
+        do {
+            try store.update { ledger in
+                if ledger.release(sha) == nil {
+                    ledger.served(ReleaseLedger.Release(sha256: sha, version: swap.old?.version, servedAt: WallClock.rfc3339Now(), callerUID: nil))
+                }
+                if let earlier = ledger.release(sha)?.backup {
+                    logger.warning("recovery: the interrupted swap's backup \(path) is kept on disk, not recorded: release \(sha.prefix(12)) keeps \(earlier.path)")
+                } else {
+                    ledger.attach(ReleaseLedger.Backup(path: path, sizeBytes: size.bytes, swapID: swap.id), to: sha)
+                    logger.notice("recovery: recorded the interrupted swap's backup \(path) with release \(sha.prefix(12))")
+                }
+            }
+        } catch {
+            logger.error("recovery: cannot record the interrupted swap's backup \(path): \(error)")
+        }
+    }
+
     /// After the proxy points at the serving instance.
     func finish() async {
         if !plan.stopBeforeStart { await stopLeftovers() }
@@ -109,6 +140,7 @@ struct Recovery: Sendable {
             logger.notice("recovery: removed the stray \(BinaryStager.stagedPath(for: config.app.binary))")
         }
         guard let interrupted = plan.interrupted, let swap = previous?.swap else { return }
+        keepInterruptedBackup(swap)
         let old = swap.old
         let entry = HistoryEntry(
             id: interrupted.id, time: WallClock.rfc3339Now(), action: interrupted.action, callerUID: nil,

@@ -41,8 +41,14 @@ public struct ReleaseStore: Sendable {
     private static let writer = Mutex(())
 
     /// Reads the ledger, lets `change` edit it (and move files), writes it back.
+    /// A ledger that does not parse is moved aside first (`releases.json.corrupt-<pid>-<time>`),
+    /// never silently replaced.
     public func update<T>(_ change: (inout ReleaseLedger) -> T) throws -> T {
         try Self.writer.withLock { _ in
+            if let bytes = AtomicFile.read(ledgerPath), (try? JSONDecoder().decode(ReleaseLedger.self, from: Data(bytes))) == nil {
+                let aside = "\(ledgerPath).corrupt-\(getpid())-\(Int(Date().timeIntervalSince1970))"
+                if rename(ledgerPath, aside) != 0 { throw StoreError("\(ledgerPath) does not parse and cannot be moved aside: \(String(cString: strerror(errno)))") }
+            }
             var ledger = load()
             let outcome = change(&ledger)
             try save(ledger)
@@ -50,8 +56,10 @@ public struct ReleaseStore: Sendable {
         }
     }
 
-    /// Copies `path` (whose sha256 is `sha256`) to `releases/<sha256>` unless it is
-    /// there already, with its mode and group (root-owned, writable by root only).
+    /// Copies `path` to `releases/<sha256>` unless it is there already, with its
+    /// mode and group (root-owned, writable by root only). The copy is hashed
+    /// before it takes the name: bytes that are not `sha256` (the file replaced
+    /// meanwhile) are never kept under it.
     public func keep(_ path: String, sha256: String) throws {
         let target = binaryPath(sha256)
         if access(target, F_OK) == 0 { return }
@@ -61,8 +69,7 @@ public struct ReleaseStore: Sendable {
         defer { close(input) }
         var info = stat()
         guard fstat(input, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw StoreError("\(path) is not a regular file") }
-        let temporary = target + ".tmp"
-        unlink(temporary)
+        let temporary = "\(target).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw StoreError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
         var failure: String?
@@ -93,6 +100,9 @@ public struct ReleaseStore: Sendable {
             }
         }
         close(output)
+        if failure == nil, let copied = FileDigest.sha256(path: temporary), copied != sha256 {
+            failure = "\(path) changed while it was kept (sha256 \(copied.prefix(12)), not \(sha256.prefix(12))); not kept"
+        }
         if failure == nil, rename(temporary, target) != 0 { failure = "cannot rename \(temporary): \(String(cString: strerror(errno)))" }
         if let failure {
             unlink(temporary)
@@ -105,6 +115,14 @@ public struct ReleaseStore: Sendable {
     /// whoever the hooks run as (nil: root), 0700.
     public func makeBackupDirectory(swapID: String, owner: (uid: UInt32, gid: UInt32)?) throws -> String {
         try AtomicFile.makeDirectories(backupsDirectory, mode: 0o711)
+        if owner != nil {
+            // The hooks' user walks through the state directory to its own backup directory
+            // (search only: it lists nothing, and state.json is root's, 0640).
+            for directory in [stateDirectory, backupsDirectory] {
+                var info = stat()
+                if stat(directory, &info) == 0, info.st_mode & 0o001 == 0 { chmod(directory, (info.st_mode & 0o7777) | 0o001) }
+            }
+        }
         let path = backupsDirectory + "/" + swapID
         guard mkdir(path, 0o700) == 0 else { throw StoreError("cannot create \(path): \(String(cString: strerror(errno)))") }
         if let owner, chown(path, owner.uid, owner.gid) != 0 {
@@ -128,10 +146,37 @@ public struct ReleaseStore: Sendable {
         return (bytes, entries)
     }
 
-    /// Removes a backup directory this store made (nothing outside `backups/`).
+    /// Removes a backup directory this store made: one name right under
+    /// `backups/`, walked with `openat`/`unlinkat` and `O_NOFOLLOW`, so a
+    /// symlink the hooks' user put inside (even mid-walk) is removed, never followed.
     public func removeBackup(_ path: String) {
-        guard path.hasPrefix(backupsDirectory + "/"), !path.contains("/../") else { return }
-        try? FileManager.default.removeItem(atPath: path)
+        let prefix = backupsDirectory + "/"
+        guard path.hasPrefix(prefix) else { return }
+        let name = String(path.dropFirst(prefix.count))
+        guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else { return }
+        let parent = open(backupsDirectory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard parent >= 0 else { return }
+        defer { close(parent) }
+        Self.removeTree(name, in: parent)
+    }
+
+    /// Removes `name` in the directory `parent`: a file or symlink by unlinkat, a directory
+    /// by emptying it through its own descriptor first.
+    static func removeTree(_ name: String, in parent: Int32) {
+        if unlinkat(parent, name, 0) == 0 || errno == ENOENT { return }
+        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        if let listing = fdopendir(dup(fd)) {
+            var names: [String] = []
+            while let entry = readdir(listing) {
+                let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(cString: raw.bindMemory(to: CChar.self).baseAddress!) }
+                if entryName != "." && entryName != ".." { names.append(entryName) }
+            }
+            closedir(listing)
+            for entryName in names { removeTree(entryName, in: fd) }
+        }
+        close(fd)
+        unlinkat(parent, name, AT_REMOVEDIR)
     }
 
     /// Removes a dropped release's binary and backup.

@@ -77,7 +77,7 @@ extension Supervisor {
         checked: RollbackCheck? = nil, restoreBackup: String? = nil
     ) -> Result<(ticket: OperationMachine.Ticket, stream: AsyncStream<[UInt8]>), ControlError> {
         if let checked, operations.busyPhase == nil, checked.serving != serving.sha256 || (source == nil && checked.target != backup?.sha256) {
-            return .failure(ControlError(.busy, "the serving release changed while the rollback was checked (another operation finished meanwhile); ask again", phase: "commit"))
+            return .failure(ControlError(.busy, "the serving release changed while the rollback was checked (another operation finished meanwhile); ask again", phase: "rollback check"))
         }
         let binary = config.app.binary
         let path: String
@@ -101,6 +101,9 @@ extension Supervisor {
         case .rollback where source != nil:
             // `rollback --to`: a kept release's file (the daemon's own, under the state directory).
             path = source ?? ""
+            if operations.busyPhase == nil, access(path, F_OK) != 0 {
+                return .failure(ControlError(.unknownRelease, "\(path) is gone (pruned since the rollback was asked); `supervisorctl releases` lists what is kept"))
+            }
         case .rollback, .autoRollback, .emergencyRollback:
             path = BinaryCommitter.backupPath(for: binary)
             // Inside a warm hold a rollback flips back to the warm instance (and `.bak` is its

@@ -61,6 +61,10 @@ actor SwapRun {
     private var backupDirectory: String?
     /// `[health] schema_field` as the new instance's health answer gave it.
     private var newSchema: String?
+    /// The before_start hooks all passed: the backup they wrote is whole.
+    private var beforeStartPassed = false
+    /// stop-start, after a failure: the old binary started again (what serves now).
+    private var restartedOld: Instance?
     private var releases: ReleaseStore { ReleaseStore(stateDirectory: context.config.stateDirectory) }
 
     init(context: Context, old: Instance) {
@@ -114,11 +118,13 @@ actor SwapRun {
         case .runPreflight:
             return await preflight()
         case .runBeforeStartHooks:
+            // The backup of what is left goes first: a restore overwrites it.
+            if let error = await runBeforeStartHooks() { return .failed(error) }
+            beforeStartPassed = true
             if let backup = context.restoreBackup {
                 progress(.start, "restoring the backup \(backup) with [hooks] restore, while no instance runs")
                 if let error = await runHooks(.restore, phase: .start, backupDirectory: backup) { return .failed(error) }
             }
-            if let error = await runHooks(.beforeStart, phase: .start) { return .failed(error) }
             return .beforeStartHooksPassed
         case .startNew:
             return await startNew()
@@ -222,6 +228,16 @@ actor SwapRun {
     private func preflight() async -> SwapMachine.Event {
         guard let staged else { return .failed(SwapError(.stageFailed, "nothing staged")) }
         if let replaced = BinaryStager.verify(staged) { return .failed(replaced) }
+        if let backup = context.restoreBackup {
+            // Checked while the serving version still runs: a restore that cannot happen stops nothing.
+            var info = stat()
+            guard lstat(backup, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                return .failed(SwapError(.noBackup, "the backup to restore, \(backup), is gone (pruned since the rollback was asked?); nothing was stopped"))
+            }
+            if !context.launch.isHandoff && context.config.proxy.kind == .nginx {
+                progress(.preflight, "warning: behind nginx nothing holds requests while no instance runs: they get 502 until the restored version serves")
+            }
+        }
         if let problem = BinaryInspector.problem(with: staged.path, source: context.source) {
             return .failed(problem)
         }
@@ -459,17 +475,20 @@ actor SwapRun {
             let request = launching.request
             let child = try await BlockingThread.run { () throws(SpawnError) in try ProcessSpawner.spawn(request) }
             progress(.revert, "started the old binary again on \(launch.describe(port: old.port)) (pid \(child.pid))")
+            // Supervised and journalled at once: should it exit, supervision restarts it with
+            // backoff; should the daemon die meanwhile, recovery finds it by the journal.
+            let restarted = Instance(process: child, port: old.port, identity: old.identity)
+            await context.owner.handOver(to: restarted, replacing: nil, launch: launch)
+            restartedOld = restarted
+            _ = await journal(.revert)
             switch await context.effects.waitReady(launch, launching, child, old.port) {
             case .healthy:
-                await context.owner.handOver(to: Instance(process: child, port: old.port, identity: old.identity), replacing: nil, launch: launch)
                 progress(.revert, "the old version serves again (pid \(child.pid))")
                 return .oldRestarted
             case .exited(let status):
-                await context.owner.resumeSupervision()
                 return .oldRestartFailed(SwapError(.appExited, "the old binary (pid \(child.pid)) \(status) before it became healthy; supervision keeps starting it with backoff"))
             case .timedOut(let problem):
-                _ = await ProcessStopper.stop(child, signal: SIGKILL, timeout: .seconds(5))
-                await context.owner.resumeSupervision()
+                child.signal(SIGKILL)
                 return .oldRestartFailed(SwapError(.healthTimeout, "the old binary was not healthy within \(context.config.health.startTimeout.humanReadable) (\(problem)); supervision keeps starting it with backoff"))
             }
         } catch let error as SpawnError {
@@ -533,9 +552,10 @@ actor SwapRun {
         let total = (ContinuousClock.now - started).milliseconds
         let from = old.identity
         let to = newIdentityFacts
+        let serving = restartedOld ?? old
         var result = SwapResult(
             ok: true, id: context.id, action: context.action, from: from, to: to,
-            pid: handedOver ? newChild?.pid : old.process.pid, port: handedOver ? newPort : old.port,
+            pid: handedOver ? newChild?.pid : serving.process.pid, port: handedOver ? newPort : serving.port,
             error: nil, failedPhase: nil, phasesMS: phasesMS, totalMS: total)
         // Served, and still serves: a swap undone after its switch did not leave the new version serving.
         if handedOver, let servingSince { result.servingMS = (servingSince - started).milliseconds }
@@ -591,6 +611,16 @@ actor SwapRun {
         return backupDirectory
     }
 
+    /// `before_start` hooks with the swap's `SUPERVISOR_BACKUP_DIR`; a directory that
+    /// cannot be made fails them (a backup hook would write elsewhere, or nowhere).
+    private func runBeforeStartHooks() async -> SwapError? {
+        guard !context.config.hooks.beforeStart.isEmpty else { return nil }
+        guard let directory = await makeBackupDirectory(phase: .start) else {
+            return SwapError(.hookFailed, "before_start hooks not run: no SUPERVISOR_BACKUP_DIR could be made under \(releases.backupsDirectory) (see the warning above); nothing was started")
+        }
+        return await runHooks(.beforeStart, phase: .start, backupDirectory: directory)
+    }
+
     /// `[health] schema_field` of the new instance, which serves by now (read once, recorded with its release).
     private func readNewSchema() async {
         guard let probe = SchemaProbe(config: context.config.health),
@@ -623,6 +653,10 @@ actor SwapRun {
         let binary = context.config.app.binary, keep = context.config.app.keepReleases
         let committed = result.ok && context.action != .restart && handedOver
         let old = self.old.identity, new = newIdentityFacts, caller = context.callerUID, schema = newSchema
+        // A backup whose hooks did not all pass may be partial: it never replaces a release's earlier one.
+        let whole = beforeStartPassed
+        // What `.bak` holds after this operation is never pruned, nor what serves.
+        let backupFile = await context.owner.backup?.sha256
         let (backup, problems) = await BlockingThread.run { () -> (ReleaseLedger.Backup?, [String]) in
             var problems: [String] = []
             var backup: ReleaseLedger.Backup?
@@ -643,8 +677,13 @@ actor SwapRun {
                             ledger.served(ReleaseLedger.Release(sha256: oldSHA, version: old.version, servedAt: now, callerUID: nil))
                         }
                         if let backup {
-                            if let earlier = ledger.release(oldSHA)?.backup, earlier.path != backup.path { store.removeBackup(earlier.path) }
-                            ledger.attach(backup, to: oldSHA)
+                            if let earlier = ledger.release(oldSHA)?.backup, earlier.path != backup.path, !whole {
+                                // Kept on disk (a hook that failed after the dump may have left the only copy), not recorded.
+                                problems.append("the backup \(backup.path) comes from hooks that failed: kept on disk but not recorded; the release keeps its earlier backup \(earlier.path)")
+                            } else {
+                                if let earlier = ledger.release(oldSHA)?.backup, earlier.path != backup.path { store.removeBackup(earlier.path) }
+                                ledger.attach(backup, to: oldSHA)
+                            }
                         }
                     }
                     if committed, let newSHA = new.sha256 {
@@ -654,7 +693,7 @@ actor SwapRun {
                             do { try store.keep(BinaryCommitter.backupPath(for: binary), sha256: oldSHA) } catch { problems.append("\(error)") }
                         }
                     }
-                    let protected = Set([new.sha256, old.sha256].compactMap { $0 }.filter { committed || $0 == old.sha256 })
+                    let protected = Set([committed ? new.sha256 : nil, old.sha256, backupFile].compactMap { $0 })
                     for dropped in ledger.prune(keep: keep, protecting: protected) { store.remove(dropped) }
                 }
             } catch {
