@@ -116,6 +116,41 @@ extension UnderLoad {
             stack.expectNothingStray()
         }
 
+        /// The daemon dies as each phase of a stop-start begins; the one started after
+        /// it reaches one version: until the commit the old one (the new instance, which
+        /// may hold the lock and the port, is stopped before the old binary starts), from
+        /// the commit on the new one. Caddy holds the requests meanwhile.
+        @Test(arguments: [SwapPhase.stop, .start, .health, .switch, .commit])
+        func supervisorKilledDuringAStopStartRecoversToOneVersion(_ phase: SwapPhase) throws {
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            try #require(ProxyKindUnderTest.caddy.isInstalled, "caddy: run scripts/test.sh")
+            let work = TemporaryDirectory("stop-start-recovery")
+            let lock = work.file("app.lock")
+            let stack = try ProxyStack(.caddy, v1Flags: ["--lock-file", lock], daemonEnvironment: ["SUPERVISOR_FAULT_EXIT_AT": phase.rawValue], options: { options in
+                options.extraApp += "\nstrategy = \"stop-start\""
+            }, caddyTryDuration: "10s")
+            #expect(stack.daemon.waitUntilRunning() != nil, "\(stack.daemon.log)")
+            let load = try LoadGenerator(port: stack.proxy.listenPort)
+            let (swap, _) = try stack.swap(stack.version("v2", flags: ["--start-delay-ms", "300", "--lock-file", lock]))
+            #expect(swap.exitCode != 0, "the daemon died mid-swap: \(swap.stderr)")
+            #expect(stack.daemon.process?.waitForExit(timeout: 10) == true)
+            #expect(stack.daemon.process?.exitCode == 99)
+
+            try stack.daemon.start(environment: stack.proxy.environment)
+            let status = try #require(stack.daemon.waitUntilRunning(), "\(stack.daemon.log)")
+            let expected = phase == .commit ? "v2" : "v1"
+            #expect(status["version"] as? String == expected, "\(status)")
+            #expect(stack.serves(expected))
+            let report = load.finish()
+            report.expectNothingFailed("caddy stop-start, supervisor killed at \(phase.rawValue), restarted: serving \(expected)")
+            #expect(eventually(timeout: 10) { !FileManager.default.fileExists(atPath: stack.live + ".new") }, "no stray .new")
+            // One instance of the app is left (adopted or started: not always the daemon's child).
+            func instances() -> [String] {
+                ((try? Command.run("/usr/bin/pgrep", ["-f", stack.work.path + "/"]))?.stdout ?? "").split(separator: "\n").map(String.init)
+            }
+            #expect(eventually(timeout: 10) { instances().count == 1 }, "app instances: \(instances())")
+        }
+
         static func version(_ tag: String, in work: TemporaryDirectory, lock: String, extra: [String] = []) -> String {
             AppVersions.make(tag, in: work, flags: ["--start-delay-ms", "500", "--lock-file", lock] + extra)
         }
