@@ -96,30 +96,11 @@ public enum BinaryStager {
         guard out >= 0 else {
             throw SwapError(.stageFailed, "cannot create \(target): \(String(cString: strerror(errno)))")
         }
-        var hasher = SHA256()
-        var size = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
         var failure: String?
-        copy: while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                failure = "cannot read \(source): \(String(cString: strerror(errno)))"
-                break
-            }
-            if count == 0 { break }
-            hasher.update(data: buffer[0..<count])
-            var offset = 0
-            while offset < count {
-                let written = buffer.withUnsafeBytes { write(out, $0.baseAddress! + offset, count - offset) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = "cannot write \(target): \(String(cString: strerror(errno)))"
-                    break copy
-                }
-                offset += written
-            }
-            size += count
+        var copied = FileCopy.Copied(sha256: "", size: 0)
+        switch FileCopy.copyHashing(from: fd, to: out, source: source, target: target) {
+        case .success(let result): copied = result
+        case .failure(let error): failure = error.description
         }
         var staged = stat()
         if failure == nil {
@@ -138,9 +119,8 @@ public enum BinaryStager {
             throw SwapError(.stageFailed, failure)
         }
         AtomicFile.syncDirectory(of: target)
-        let digest = hasher.finalize().map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
         return Staged(
-            path: target, sha256: digest, size: size, device: UInt64(staged.st_dev), inode: UInt64(staged.st_ino),
+            path: target, sha256: copied.sha256, size: copied.size, device: UInt64(staged.st_dev), inode: UInt64(staged.st_ino),
             mode: staged.st_mode & 0o7777)
     }
 

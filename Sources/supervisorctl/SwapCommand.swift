@@ -135,16 +135,7 @@ struct RollbackCommand: AsyncParsableCommand {
         }
         var body: [UInt8] = []
         if to != nil || restoreBackup || force {
-            struct Body: Encodable {
-                let to: String?
-                let force: Bool?
-                let restoreBackup: Bool?
-                enum CodingKeys: String, CodingKey {
-                    case to, force
-                    case restoreBackup = "restore_backup"
-                }
-            }
-            body = ControlJSON.encode(Body(to: to, force: force ? true : nil, restoreBackup: restoreBackup ? true : nil))
+            body = ControlJSON.encode(RollbackRequest(to: to, force: force ? true : nil, restoreBackup: restoreBackup ? true : nil))
         }
         try SwapStreamPrinter.execute(title: "rollback", endpoint: "/rollback", body: body, connection: connection, json: json)
     }

@@ -42,18 +42,9 @@ public struct ControlAPI: ControlHandling {
             let opener = request.peer.flatMap { peer in geteuid() == 0 && peer.uid != 0 ? peer.credentials : nil }
             return stream(await supervisor.request(.swap, source: body.binary, callerUID: request.peer?.uid, opener: opener))
         case ("POST", "/rollback"):
-            struct RollbackBody: Decodable {
-                let to: String?
-                let force: Bool?
-                let restoreBackup: Bool?
-                enum CodingKeys: String, CodingKey {
-                    case to, force
-                    case restoreBackup = "restore_backup"
-                }
-            }
-            var body: RollbackBody?
+            var body: RollbackRequest?
             if !request.body.isEmpty {
-                guard let decoded = try? JSONDecoder().decode(RollbackBody.self, from: Data(request.body)) else {
+                guard let decoded = try? JSONDecoder().decode(RollbackRequest.self, from: Data(request.body)) else {
                     return .error(ControlError(.badRequest, "POST /rollback takes no body, or a JSON object {\"to\": \"VERSION|SHA256-PREFIX\", \"force\": true, \"restore_backup\": true}"))
                 }
                 body = decoded

@@ -73,25 +73,11 @@ public struct ReleaseStore: Sendable {
         let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw StoreError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
         var failure: String?
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        copy: while true {
-            let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                failure = "cannot read \(path): \(String(cString: strerror(errno)))"
-                break
-            }
-            if count == 0 { break }
-            var offset = 0
-            while offset < count {
-                let written = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, count - offset) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = "cannot write \(temporary): \(String(cString: strerror(errno)))"
-                    break copy
-                }
-                offset += written
-            }
+        switch FileCopy.copyHashing(from: input, to: output, source: path, target: temporary) {
+        case .success(let copied) where copied.sha256 != sha256:
+            failure = "\(path) changed while it was kept (sha256 \(copied.sha256.prefix(12)), not \(sha256.prefix(12))); not kept"
+        case .success: break
+        case .failure(let error): failure = error.description
         }
         if failure == nil {
             _ = geteuid() == 0 ? fchown(output, 0, info.st_gid) : 0
@@ -100,9 +86,6 @@ public struct ReleaseStore: Sendable {
             }
         }
         close(output)
-        if failure == nil, let copied = FileDigest.sha256(path: temporary), copied != sha256 {
-            failure = "\(path) changed while it was kept (sha256 \(copied.prefix(12)), not \(sha256.prefix(12))); not kept"
-        }
         if failure == nil, rename(temporary, target) != 0 { failure = "cannot rename \(temporary): \(String(cString: strerror(errno)))" }
         if let failure {
             unlink(temporary)
