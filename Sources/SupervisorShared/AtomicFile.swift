@@ -83,7 +83,7 @@ public enum AtomicFile {
     /// disk or a crash mid-write) is ended first, so it stays one unreadable
     /// line of its own instead of swallowing this one.
     public static func appendLine(_ line: String, to path: String) throws(Failure) {
-        let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw Failure(path: path, step: "cannot open", errno: errno) }
         defer { close(fd) }
         let healing = endsWithoutNewline(fd) ? "\n" : ""

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import SupervisorCore
+import SupervisorDaemon
 import Testing
 
 extension UnderLoad {
@@ -103,5 +104,34 @@ extension UnderLoad {
             #expect(after.releases.first { $0.backupFile }?.release.version == "v4")
             stack.expectNothingStray()
         }
+    }
+}
+
+/// Backups are written by the hooks' user and removed by root: the removal never follows what it finds.
+@Suite struct BackupRemovalTests {
+    @Test func aBackupIsRemovedWithoutFollowingSymlinksWhateverItsNames() throws {
+        let state = TemporaryDirectory("backup-removal")
+        let outside = state.write("precious", "keep me")
+        let store = ReleaseStore(stateDirectory: state.path)
+        let backup = try store.makeBackupDirectory(swapID: "s1", owner: nil)
+        try FileManager.default.createDirectory(atPath: backup + "/nested/deeper", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: backup + "/nested/deeper/dump.sql", contents: Data("x".utf8)))
+        #expect(symlink(outside, backup + "/link-to-file") == 0)
+        #expect(symlink(state.path, backup + "/nested/link-to-dir") == 0)
+        // A name that is not UTF-8 (Latin-1 "é").
+        let latin1: [CChar] = Array((backup + "/caf").utf8CString.dropLast()) + [CChar(bitPattern: 0xE9), 0]
+        let fd = open(latin1, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
+        #expect(fd >= 0)
+        close(fd)
+
+        store.removeBackup(backup)
+        #expect(!FileManager.default.fileExists(atPath: backup), "\(String(describing: try? FileManager.default.contentsOfDirectory(atPath: backup)))")
+        #expect(try String(contentsOfFile: outside, encoding: .utf8) == "keep me")
+        #expect(FileManager.default.fileExists(atPath: state.path + "/precious"))
+
+        // Only one name right under backups/ is ever removed.
+        store.removeBackup(store.backupsDirectory + "/../precious")
+        store.removeBackup(store.backupsDirectory)
+        #expect(FileManager.default.fileExists(atPath: outside) && FileManager.default.fileExists(atPath: store.backupsDirectory))
     }
 }

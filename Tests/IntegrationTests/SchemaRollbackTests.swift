@@ -22,7 +22,7 @@ extension UnderLoad {
             """
 
             [hooks]
-            before_start = [["/bin/sh", "-c", "cp \(database) \\"$SUPERVISOR_BACKUP_DIR/app.db\\" && case \\"$SUPERVISOR_NEW_VERSION\\" in v2) /usr/bin/sqlite3 \(database) 'PRAGMA user_version = 2' ;; esac"]]
+            before_start = [["/bin/sh", "-c", "cp \(database) \\"$SUPERVISOR_BACKUP_DIR/app.db\\" && if [ -z \\"$SUPERVISOR_RESTORE_BACKUP\\" ]; then case \\"$SUPERVISOR_NEW_VERSION\\" in v2) /usr/bin/sqlite3 \(database) 'PRAGMA user_version = 2' ;; esac; fi"]]
             restore = [["/bin/sh", "-c", "cp \\"$SUPERVISOR_BACKUP_DIR/app.db\\" \(database)"]]
             """
         }
@@ -80,6 +80,9 @@ extension UnderLoad {
             #expect(restored.stderr.contains("restoring the backup \(backup.path) with [hooks] restore"), "\(restored.stderr)")
             #expect(try Self.userVersion(database) == "1")
             #expect(httpGet(port: port, path: "/health")?.body.contains("\"db_migration\":\"1\"") == true)
+            // What v2 left (schema 2) was backed up before the restore, and is kept with v2.
+            let left = try #require(releases()?.releases.first { $0.release.version == "v2" }?.release.backup, "\(String(describing: releases()))")
+            #expect(try Self.userVersion(left.path + "/app.db") == "2")
             #expect(daemon.status()?["version"] as? String == "v1")
 
             // Forward again (migrates to 2), then back with --force: v1 runs on schema 2, as asked.

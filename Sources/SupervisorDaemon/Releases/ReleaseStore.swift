@@ -98,14 +98,6 @@ public struct ReleaseStore: Sendable {
     /// whoever the hooks run as (nil: root), 0700.
     public func makeBackupDirectory(swapID: String, owner: (uid: UInt32, gid: UInt32)?) throws -> String {
         try AtomicFile.makeDirectories(backupsDirectory, mode: 0o711)
-        if owner != nil {
-            // The hooks' user walks through the state directory to its own backup directory
-            // (search only: it lists nothing, and state.json is root's, 0640).
-            for directory in [stateDirectory, backupsDirectory] {
-                var info = stat()
-                if stat(directory, &info) == 0, info.st_mode & 0o001 == 0 { chmod(directory, (info.st_mode & 0o7777) | 0o001) }
-            }
-        }
         let path = backupsDirectory + "/" + swapID
         guard mkdir(path, 0o700) == 0 else { throw StoreError("cannot create \(path): \(String(cString: strerror(errno)))") }
         if let owner, chown(path, owner.uid, owner.gid) != 0 {
@@ -140,26 +132,39 @@ public struct ReleaseStore: Sendable {
         let parent = open(backupsDirectory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard parent >= 0 else { return }
         defer { close(parent) }
-        Self.removeTree(name, in: parent)
+        Self.removeTree(Array(name.utf8CString), in: parent, depth: 0)
     }
 
-    /// Removes `name` in the directory `parent`: a file or symlink by unlinkat, a directory
-    /// by emptying it through its own descriptor first.
-    static func removeTree(_ name: String, in parent: Int32) {
-        if unlinkat(parent, name, 0) == 0 || errno == ENOENT { return }
+    /// Deeper than this, a backup is left for a person to remove (each level holds a descriptor).
+    static let removalDepthLimit = 64
+
+    /// Removes `name` (raw bytes, NUL-terminated: any file name the hooks wrote) in the
+    /// directory `parent`: a file or symlink by unlinkat, a directory by emptying it
+    /// through its own descriptor first. False when something was left.
+    @discardableResult
+    static func removeTree(_ name: [CChar], in parent: Int32, depth: Int) -> Bool {
+        if unlinkat(parent, name, 0) == 0 || errno == ENOENT { return true }
+        guard depth < removalDepthLimit else { return false }
         let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        if let listing = fdopendir(dup(fd)) {
-            var names: [String] = []
+        guard fd >= 0 else { return false }
+        var complete = true
+        let listingFD = dup(fd)
+        if listingFD >= 0, let listing = fdopendir(listingFD) {
+            var names: [[CChar]] = []
             while let entry = readdir(listing) {
-                let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(cString: raw.bindMemory(to: CChar.self).baseAddress!) }
-                if entryName != "." && entryName != ".." { names.append(entryName) }
+                let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    Array(raw.bindMemory(to: CChar.self).prefix { $0 != 0 }) + [0]
+                }
+                if entryName != [46, 0] && entryName != [46, 46, 0] { names.append(entryName) }
             }
             closedir(listing)
-            for entryName in names { removeTree(entryName, in: fd) }
+            for entryName in names where !removeTree(entryName, in: fd, depth: depth + 1) { complete = false }
+        } else {
+            if listingFD >= 0 { close(listingFD) }
+            complete = false
         }
         close(fd)
-        unlinkat(parent, name, AT_REMOVEDIR)
+        return unlinkat(parent, name, AT_REMOVEDIR) == 0 && complete
     }
 
     /// Removes a dropped release's binary and backup.

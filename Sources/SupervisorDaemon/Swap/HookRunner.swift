@@ -27,6 +27,8 @@ struct HookRunner: Sendable {
         var error: SwapError?
         /// This swap's `SUPERVISOR_BACKUP_DIR` (under the state directory).
         var backupDirectory: String? = nil
+        /// `rollback --restore-backup`: the backup `[hooks] restore` puts back after `before_start`.
+        var restoreBackup: String? = nil
     }
 
     let config: SupervisorConfig
@@ -55,6 +57,7 @@ struct HookRunner: Sendable {
         environment["SUPERVISOR_OLD_VERSION"] = facts.oldVersion ?? ""
         environment["SUPERVISOR_NEW_VERSION"] = facts.newVersion ?? ""
         if let backup = facts.backupDirectory { environment["SUPERVISOR_BACKUP_DIR"] = backup }
+        if let restore = facts.restoreBackup { environment["SUPERVISOR_RESTORE_BACKUP"] = restore }
         if let error = facts.error {
             environment["SUPERVISOR_ERROR"] = "\(error.code.rawValue): \(error.message)"
         }

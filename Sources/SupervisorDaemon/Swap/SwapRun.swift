@@ -63,8 +63,10 @@ actor SwapRun {
     private var newSchema: String?
     /// The before_start hooks all passed: the backup they wrote is whole.
     private var beforeStartPassed = false
-    /// stop-start, after a failure: the old binary started again (what serves now).
+    /// stop-start, after a failure: the old binary started again and healthy (what serves now).
     private var restartedOld: Instance?
+    /// stop-start: this swap stopped the old instance.
+    private var oldStopped = false
     private var releases: ReleaseStore { ReleaseStore(stateDirectory: context.config.stateDirectory) }
 
     init(context: Context, old: Instance) {
@@ -451,7 +453,7 @@ actor SwapRun {
         case .unkillable:
             return .failed(SwapError(.commitFailed, "old instance (pid \(old.process.pid)) survived SIGKILL"))
         }
-        if !stopsFirst { context.driver.dropFallback(port: newPort) { [self] message in self.progress(.stop, message) } }
+        if stopsFirst { oldStopped = true } else { context.driver.dropFallback(port: newPort) { [self] message in self.progress(.stop, message) } }
         return .oldStopped
     }
 
@@ -479,10 +481,10 @@ actor SwapRun {
             // backoff; should the daemon die meanwhile, recovery finds it by the journal.
             let restarted = Instance(process: child, port: old.port, identity: old.identity)
             await context.owner.handOver(to: restarted, replacing: nil, launch: launch)
-            restartedOld = restarted
             _ = await journal(.revert)
             switch await context.effects.waitReady(launch, launching, child, old.port) {
             case .healthy:
+                restartedOld = restarted
                 progress(.revert, "the old version serves again (pid \(child.pid))")
                 return .oldRestarted
             case .exited(let status):
@@ -552,10 +554,11 @@ actor SwapRun {
         let total = (ContinuousClock.now - started).milliseconds
         let from = old.identity
         let to = newIdentityFacts
-        let serving = restartedOld ?? old
+        // After a failed stop-start, the old binary started again serves, or nothing yet (supervision retries it).
+        let servingPID = handedOver ? newChild?.pid : restartedOld?.process.pid ?? (oldStopped ? nil : old.process.pid)
         var result = SwapResult(
             ok: true, id: context.id, action: context.action, from: from, to: to,
-            pid: handedOver ? newChild?.pid : serving.process.pid, port: handedOver ? newPort : serving.port,
+            pid: servingPID, port: handedOver ? newPort : old.port,
             error: nil, failedPhase: nil, phasesMS: phasesMS, totalMS: total)
         // Served, and still serves: a swap undone after its switch did not leave the new version serving.
         if handedOver, let servingSince { result.servingMS = (servingSince - started).milliseconds }
@@ -586,10 +589,11 @@ actor SwapRun {
         let runner = HookRunner(config: context.config, credentials: context.launch.runAs.hooks)
         guard !runner.commands(kind).isEmpty else { return nil }
         let directory: String? = if let given { given } else { await makeBackupDirectory(phase: phase) }
+        let restore = kind == .beforeStart ? context.restoreBackup : nil
         let facts = HookRunner.Facts(
             action: context.action, phase: phase, oldBinary: context.config.app.binary, newBinary: staged?.path,
             oldSHA256: old.identity.sha256, newSHA256: staged?.sha256, oldVersion: old.identity.version, newVersion: newVersion, error: error,
-            backupDirectory: directory)
+            backupDirectory: directory, restoreBackup: restore)
         return await runner.run(kind, facts) { [self] line in self.progress(phase, line) }
     }
 
@@ -617,6 +621,15 @@ actor SwapRun {
         guard !context.config.hooks.beforeStart.isEmpty else { return nil }
         guard let directory = await makeBackupDirectory(phase: .start) else {
             return SwapError(.hookFailed, "before_start hooks not run: no SUPERVISOR_BACKUP_DIR could be made under \(releases.backupsDirectory) (see the warning above); nothing was started")
+        }
+        if let hooksUser = context.launch.runAs.hooks, hooksUser.uid != 0 {
+            // The state directory is root's; the hooks' user must be able to reach its own directory in it.
+            let reach = try? await CommandRunner.run(["/usr/bin/test", "-w", directory], environment: [:], credentials: hooksUser, timeout: .seconds(5))
+            if reach?.succeeded != true {
+                return SwapError(
+                    .hookFailed,
+                    "before_start hooks not run: the hooks' user \(hooksUser.user) cannot write its SUPERVISOR_BACKUP_DIR \(directory): it needs search permission on every directory above it (under systemd the unit's StateDirectory is 0755; else `chmod o+x \(context.config.stateDirectory)` or an ACL: `setfacl -m u:\(hooksUser.user):x \(context.config.stateDirectory)`); nothing was started")
+            }
         }
         return await runHooks(.beforeStart, phase: .start, backupDirectory: directory)
     }
@@ -669,7 +682,9 @@ actor SwapRun {
                 }
             }
             do {
-                try store.update { ledger in
+                // Files go only once the ledger that no longer names them is written.
+                let removals = try store.update { ledger -> (backups: [String], releases: [ReleaseLedger.Release]) in
+                    var backups: [String] = []
                     let now = WallClock.rfc3339Now()
                     if let oldSHA = old.sha256 {
                         if ledger.release(oldSHA) == nil {
@@ -681,7 +696,7 @@ actor SwapRun {
                                 // Kept on disk (a hook that failed after the dump may have left the only copy), not recorded.
                                 problems.append("the backup \(backup.path) comes from hooks that failed: kept on disk but not recorded; the release keeps its earlier backup \(earlier.path)")
                             } else {
-                                if let earlier = ledger.release(oldSHA)?.backup, earlier.path != backup.path { store.removeBackup(earlier.path) }
+                                if let earlier = ledger.release(oldSHA)?.backup, earlier.path != backup.path { backups.append(earlier.path) }
                                 ledger.attach(backup, to: oldSHA)
                             }
                         }
@@ -694,8 +709,10 @@ actor SwapRun {
                         }
                     }
                     let protected = Set([committed ? new.sha256 : nil, old.sha256, backupFile].compactMap { $0 })
-                    for dropped in ledger.prune(keep: keep, protecting: protected) { store.remove(dropped) }
+                    return (backups, ledger.prune(keep: keep, protecting: protected))
                 }
+                for path in removals.backups { store.removeBackup(path) }
+                for dropped in removals.releases { store.remove(dropped) }
             } catch {
                 problems.append("cannot write \(store.ledgerPath): \(error)")
             }
