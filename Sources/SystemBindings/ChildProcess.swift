@@ -51,10 +51,11 @@ public final class ChildProcess: Sendable {
         startWaiterThread(isOurChild: isOurChild)
     }
 
-    /// Adopts a process that is not our child (for instance one started by a
-    /// previous supervisor).
+    /// Adopts a process started by a previous supervisor: one that is no
+    /// longer our child (its parent died), or still is (this process
+    /// re-executed itself in place), whose exit status is then reaped.
     public static func adopt(pid: Int32) throws(ProcessError) -> ChildProcess {
-        try ChildProcess(pid: pid, isOurChild: false)
+        try ChildProcess(pid: pid, isOurChild: csup_is_child(pid) != 0)
     }
 
     /// Sends `signal`; false once the process is gone.

@@ -79,7 +79,7 @@ enum StatusView {
             lines.append(("emergency", "rollback \(emergency.id): \(emergency.state.rawValue)" + (emergency.message.map { ": \($0)" } ?? "")))
         }
         lines.append(("proxy", report.proxy))
-        lines.append(("supervisor", "pid \(report.supervisorPID)"))
+        lines.append(("supervisor", "pid \(report.supervisorPID)" + (report.supervisorVersion.map { ", supervisord \(UntrustedText.escaped($0))" } ?? "")))
         let width = lines.map(\.0.count).max() ?? 0
         return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SupervisorCore
+import SupervisorShared
 import CommandLineSupport
 
 @main

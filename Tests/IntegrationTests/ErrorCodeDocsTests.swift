@@ -1,5 +1,6 @@
 import Foundation
 import SupervisorCore
+import SupervisorShared
 import Testing
 
 /// The error codes scripts match on are the ones the docs list: every code

@@ -138,4 +138,18 @@ int csup_tcp_listening_inodes(uint16_t port, uint32_t *inodes, int capacity);
    for a CLI whose work goes on elsewhere (a swap in the daemon). */
 void csup_on_interrupt_say(const char *message);
 
+/* The release both binaries report (version.c; scripts/package.sh rewrites it). */
+const char *csup_supervisor_version(void);
+
+/* A listening unix stream socket at `path` (CLOEXEC, `backlog`), whose
+   descriptor the caller keeps: the control socket, which an in-place
+   re-exec carries across execve. Returns the fd, or -1 with errno. The
+   path must not exist. */
+int csup_listen_unix(const char *path, int backlog);
+
+/* Whether `pid` is a child of this process (alive or not yet reaped): true
+   for an app a previous image of this process started before an in-place
+   re-exec, whose exit status is then ours to reap. */
+int csup_is_child(pid_t pid);
+
 #endif

@@ -17,6 +17,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var lastExit: String?
     public var proxy: String
     public var supervisorPID: Int32
+    /// The supervisord that runs (`--version`; an in-place re-exec changes it).
+    public var supervisorVersion: String?
     /// What `<binary>.bak` holds (a rollback goes there), if it exists.
     public var backup: BinaryIdentity?
     /// The most recent swap or rollback.
@@ -110,6 +112,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case lastExit = "last_exit"
         case proxy
         case supervisorPID = "supervisor_pid"
+        case supervisorVersion = "supervisor_version"
         case backup
         case lastSwap = "last_swap"
         case binaryOnDiskSHA256 = "binary_on_disk_sha256"

@@ -14,6 +14,11 @@
 ///   flips, manual or automatic, hold the lock while they run.
 /// - A shutdown lets what runs finish (a swap, a flip, the end of a hold)
 ///   and refuses whatever comes after; then the app is stopped.
+/// - A re-exec (SIGHUP: the daemon replaces its own image, the app runs on)
+///   waits the same way, ends a warm hold (its old instance is drained and
+///   stopped: the new version is kept), holds the lock while it checks the
+///   new binary, and gives it back if it does not happen. A stop wins over a
+///   re-exec.
 public struct OperationMachine: Sendable, Equatable {
     /// One caller's request, told apart from the others.
     public struct Ticket: Hashable, Sendable, CustomStringConvertible {
@@ -54,6 +59,8 @@ public struct OperationMachine: Sendable, Equatable {
         case endingHold(next: Pending?)
         /// Flipping the proxy back to the warm old instance; `ticket` is nil for an automatic rollback.
         case flipping(Ticket?, SwapAction)
+        /// SIGHUP: checking the installed `supervisord`, then exec; the lock is held.
+        case reexecuting
         /// Stopping: what ran has finished; the app is being stopped.
         case stopping
         case stopped
@@ -80,6 +87,11 @@ public struct OperationMachine: Sendable, Equatable {
         case flipFinished(ok: Bool)
         /// SIGTERM or SIGINT.
         case shutdownRequested
+        /// SIGHUP: re-execute the installed `supervisord` in place.
+        case reexecRequested
+        /// The re-exec did not happen (the new binary failed its check, or the app
+        /// was not steady); this image goes on.
+        case reexecAbandoned
         /// The app has stopped (after `stopApp`).
         case appStopped
     }
@@ -104,6 +116,12 @@ public struct OperationMachine: Sendable, Equatable {
         case endHold
         /// An automatic rollback that cannot happen now (another operation runs); log it.
         case ignoreHoldFailure(reason: String, because: String)
+        /// Check the installed `supervisord` and exec it; `reexecAbandoned` if not.
+        case reexec
+        /// A SIGHUP that cannot be honoured now (the daemon is stopping); log it.
+        case ignoreReexec(because: String)
+        /// A SIGHUP that waits for what runs to finish; log it.
+        case deferReexec(behind: String)
         /// Stop the app (stop signal, then SIGKILL after `stop_timeout`).
         case stopApp
         case finishStop
@@ -121,6 +139,7 @@ public struct OperationMachine: Sendable, Equatable {
         case .swapping(_, let phase): phase.rawValue
         case .endingHold: "watch"
         case .flipping: "switch"
+        case .reexecuting: "reexec"
         case .stopping, .stopped: "stopping"
         }
     }
@@ -128,7 +147,7 @@ public struct OperationMachine: Sendable, Equatable {
     /// What runs now, for status: the action and its phase.
     public var current: (action: SwapAction, phase: String)? {
         switch state {
-        case .idle, .holding, .stopping, .stopped: nil
+        case .idle, .holding, .stopping, .stopped, .reexecuting: nil
         case .waitingForApp(let pending): (pending.action, "waiting")
         case .swapping(let pending, let phase): (pending.action, phase.rawValue)
         case .endingHold(let next): (next?.action ?? .swap, "watch")
@@ -138,7 +157,7 @@ public struct OperationMachine: Sendable, Equatable {
 
     public mutating func handle(_ event: Event) -> [Action] {
         let actions = transition(event)
-        return actions + resumeShutdownIfFree()
+        return actions + resumeWhatWaits()
     }
 
     private mutating func transition(_ event: Event) -> [Action] {
@@ -225,6 +244,31 @@ public struct OperationMachine: Sendable, Equatable {
         case (.stopping, .appStopped):
             state = .stopped
             return [.finishStop]
+        case (.reexecuting, .shutdownRequested):
+            // The re-exec job sees `shutdownPending` before it execs and gives up.
+            return deferShutdown()
+
+        // Re-exec in place.
+        case (.stopping, .reexecRequested), (.stopped, .reexecRequested):
+            return [.ignoreReexec(because: "the daemon is stopping")]
+        case (_, .reexecRequested) where shutdownPending:
+            return [.ignoreReexec(because: "a stop is pending")]
+        case (.reexecuting, .reexecRequested):
+            return []
+        case (.idle, .reexecRequested):
+            state = .reexecuting
+            return [.reexec]
+        case (.holding, .reexecRequested):
+            state = .endingHold(next: nil)
+            reexecPending = true
+            return [.deferReexec(behind: "the warm hold ends (the new version is kept)"), .endHold]
+        case (_, .reexecRequested):
+            let behind = reexecPending ? [] : [Action.deferReexec(behind: current.map { "\($0.action.rawValue) (phase \($0.phase))" } ?? "what runs")]
+            reexecPending = true
+            return behind
+        case (.reexecuting, .reexecAbandoned):
+            state = .idle
+            return []
 
         default:
             return []
@@ -239,9 +283,27 @@ public struct OperationMachine: Sendable, Equatable {
         return []
     }
 
-    /// After an event that may have freed the lock: a pending shutdown goes on.
-    private mutating func resumeShutdownIfFree() -> [Action] {
+    /// A SIGHUP that waits for the lock.
+    public private(set) var reexecPending = false
+
+    /// After an event that may have freed the lock: a pending shutdown goes
+    /// on, else a pending re-exec.
+    private mutating func resumeWhatWaits() -> [Action] {
+        if !shutdownPending, reexecPending {
+            switch state {
+            case .idle:
+                reexecPending = false
+                state = .reexecuting
+                return [.reexec]
+            case .holding:
+                state = .endingHold(next: nil)
+                return [.endHold]
+            default:
+                return []
+            }
+        }
         guard shutdownPending else { return [] }
+        reexecPending = false
         switch state {
         case .idle:
             shutdownPending = false

@@ -29,14 +29,20 @@ public final class ControlServer: Sendable {
     private let logger: Logger
     private let listener: NIOAsyncChannel<AcceptedConnection, Never>
     /// False when systemd created the socket (socket activation): not ours to unlink.
-    private let ownsPath: Bool
+    let ownsPath: Bool
+    /// The listening socket (NIO serves it; an in-place re-exec carries it).
+    let fd: Int32
     static let maximumBodyBytes = 1 << 16
     /// A client gets this long to send a whole request (from connecting, or
     /// from the previous response); a slow or silent one is disconnected.
     static let requestTimeout: TimeAmount = .seconds(10)
 
-    private init(path: String, groupID: UInt32?, handler: any ControlHandling, logger: Logger, listener: NIOAsyncChannel<AcceptedConnection, Never>, ownsPath: Bool = true) {
+    private init(
+        path: String, groupID: UInt32?, handler: any ControlHandling, logger: Logger, listener: NIOAsyncChannel<AcceptedConnection, Never>, fd: Int32,
+        ownsPath: Bool = true
+    ) {
         self.ownsPath = ownsPath
+        self.fd = fd
         self.path = path
         self.groupID = groupID
         self.handler = handler
@@ -54,14 +60,20 @@ public final class ControlServer: Sendable {
             throw BindError(description: "control.group: no group named \"\(groupName!)\"")
         }
         try prepareSocketPath(path)
+        // Bound here rather than by NIO, so the daemon knows the descriptor:
+        // an in-place re-exec carries it across execve.
+        unlink(path)
+        let fd = csup_listen_unix(path, 128)
+        guard fd >= 0 else {
+            throw BindError(description: "cannot listen on \(path): \(String(cString: strerror(errno)))")
+        }
         let listener: NIOAsyncChannel<AcceptedConnection, Never>
         do {
             listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.backlog, value: 128)
-                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
-                    Self.initializeConnection(channel)
-                }
+                .bind(fd) { channel in Self.initializeConnection(channel) }
         } catch {
+            Glibc.close(fd)
+            unlink(path)
             throw BindError(description: "cannot listen on \(path): \(error)")
         }
         // The directory is root's alone (checked before bind): the socket file
@@ -76,13 +88,15 @@ public final class ControlServer: Sendable {
             listener.channel.close(promise: nil)
             throw BindError(description: "cannot set the mode and group of \(path): \(reason)")
         }
-        return ControlServer(path: path, groupID: groupID, handler: handler, logger: logger, listener: listener)
+        return ControlServer(path: path, groupID: groupID, handler: handler, logger: logger, listener: listener, fd: fd)
     }
 
-    /// Serves on a listening unix socket systemd passed (socket activation).
-    /// Peer credentials are still checked, whatever the unit's SocketMode.
+    /// Serves on a listening unix socket systemd passed (socket activation),
+    /// or the one a previous image of this process bound (`ownsPath`: then
+    /// its path is ours to unlink). Peer credentials are still checked,
+    /// whatever the unit's SocketMode.
     public static func adopt(
-        fd: Int32, path: String, groupName: String?, handler: any ControlHandling, logger: Logger
+        fd: Int32, path: String, groupName: String?, handler: any ControlHandling, logger: Logger, ownsPath: Bool = false
     ) async throws -> ControlServer {
         let groupID = groupName.flatMap { UserDatabase.groupID(named: $0) }
         let listener: NIOAsyncChannel<AcceptedConnection, Never>
@@ -92,7 +106,7 @@ public final class ControlServer: Sendable {
         } catch {
             throw BindError(description: "cannot serve the control socket systemd passed (fd \(fd)): \(error)")
         }
-        return ControlServer(path: path, groupID: groupID, handler: handler, logger: logger, listener: listener, ownsPath: false)
+        return ControlServer(path: path, groupID: groupID, handler: handler, logger: logger, listener: listener, fd: fd, ownsPath: ownsPath)
     }
 
     /// Serves until `close()` or cancellation.

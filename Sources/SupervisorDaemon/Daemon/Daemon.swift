@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import ServiceLifecycle
 import SupervisorCore
@@ -23,13 +26,24 @@ public struct Daemon: Sendable {
     /// Runs until a shutdown signal. Throws only when it cannot start.
     public func run() async throws {
         SignalPolicy.install(logger: logger)
+        // An image that a SIGHUP exec'd: the lock, the control socket and the app's sockets come from it.
+        let handover = try ReexecHandover.take()
         let journal = StateJournal(directory: config.stateDirectory)
         do {
             try journal.prepare()
         } catch {
             throw StartError(description: "state_dir: \(error)")
         }
-        try InstanceLock.acquire(stateDirectory: config.stateDirectory)
+        let lockFD: Int32
+        if let fd = handover?.fd("lock") {
+            try InstanceLock.adopt(fd: fd, stateDirectory: config.stateDirectory)
+            lockFD = fd
+        } else {
+            lockFD = try InstanceLock.acquire(stateDirectory: config.stateDirectory)
+        }
+        if let handover {
+            logger.notice("re-executed in place (pid \(getpid())): supervisord \(handover.from) → \(SupervisorVersion.current); re-adopting the app")
+        }
         do {
             // `rollback --emergency` finds this daemon's lock and journal through it.
             try DaemonLock.publish(stateDirectory: config.stateDirectory, controlSocket: config.control.socket)
@@ -57,8 +71,9 @@ public struct Daemon: Sendable {
         // Sockets from systemd: the control socket (socket activation) and the
         // app's listening sockets (its socket unit, or our own FD store).
         let inherited = SystemdListenFDs.take()
-        let controlFD = inherited.first { $0.name == "control" }?.fd
-        let appFDs = config.app.listen.isEmpty ? [] : inherited.filter { $0.name.hasPrefix("app") }.map(\.fd)
+        let controlFD = handover.map { $0.fd("control") ?? $0.fd("control-systemd") } ?? inherited.first { $0.name == "control" }?.fd
+        let controlOwned = handover?.fd("control") != nil
+        let appFDs = config.app.listen.isEmpty ? [] : handover.map(\.app) ?? inherited.filter { $0.name.hasPrefix("app") }.map(\.fd)
         let runAs: RunAs
         do {
             runAs = try RunAs.resolve(config)
@@ -75,10 +90,16 @@ public struct Daemon: Sendable {
             start.port = try StartPort.choose(preferred: start.port, ports: config.app.ports, logger: logger)
         }
         if launch.isHandoff {
-            logger.info("socket handoff: holding \(config.app.listen.joined(separator: ", ")) for the app\(appFDs.isEmpty ? "" : " (sockets from systemd)")")
+            logger.info("socket handoff: holding \(config.app.listen.joined(separator: ", ")) for the app\(appFDs.isEmpty ? "" : handover != nil ? " (sockets from the previous image)" : " (sockets from systemd)")")
             if appFDs.isEmpty {
                 for (index, fd) in launch.listenDescriptors.enumerated() { notifier.store(fd: fd, name: "app-\(index)") }
             }
+        }
+        // Carried across a re-exec: the lock (never released in between), and the
+        // sockets below; the app's are the ones it accepts on.
+        var carried = [ReexecHandover.Descriptor(name: "lock", fd: lockFD)]
+        for (index, fd) in launch.listenDescriptors.enumerated() {
+            carried.append(.init(name: "app-\(index)", fd: fd))
         }
         let supervisor = Supervisor(
             config: config, logger: logger, notifier: notifier, journal: journal, initialState: previous, launch: launch, driver: driver,
@@ -99,12 +120,19 @@ public struct Daemon: Sendable {
         let api = ControlAPI(supervisor: supervisor, journal: journal, proxySummary: driver.summary)
         let server: ControlServer
         if let controlFD {
-            server = try await ControlServer.adopt(fd: controlFD, path: config.control.socket, groupName: config.control.group, handler: api, logger: logger)
-            logger.info("control socket from systemd (socket activation)")
+            server = try await ControlServer.adopt(
+                fd: controlFD, path: config.control.socket, groupName: config.control.group, handler: api, logger: logger, ownsPath: controlOwned)
+            if handover == nil { logger.info("control socket from systemd (socket activation)") }
         } else {
             server = try await ControlServer.bind(path: config.control.socket, groupName: config.control.group, handler: api, logger: logger)
         }
         logger.info("control socket ready", metadata: ["socket": "\(config.control.socket)"])
+        carried.append(.init(name: server.ownsPath ? "control" : "control-systemd", fd: server.fd))
+        if let configPath {
+            await supervisor.enableReexec(InPlaceReexec(arguments: CommandLine.arguments, configPath: configPath, carried: carried))
+            SignalPolicy.onHangup { Task { await supervisor.requestReexec() } }
+        }
+        supervisor.metrics.setDaemon(version: SupervisorVersion.current)
 
         var services: [any Service] = [
             WatchdogService(notifier: notifier),

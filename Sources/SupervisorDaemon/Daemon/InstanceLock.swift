@@ -27,13 +27,13 @@ enum InstanceLock {
     /// Takes the lock, or throws `DaemonAlreadyRunning` (`StartError` when the
     /// file cannot be opened or locked). The descriptor is never closed:
     /// closing it would release the lock; the process's exit does.
-    static func acquire(stateDirectory: String) throws {
+    @discardableResult
+    static func acquire(stateDirectory: String) throws -> Int32 {
         let path = path(stateDirectory: stateDirectory)
         // O_CLOEXEC: no app or hook inherits it (the spawner closes every fd
-        // anyway). A re-exec of supervisord in place (SIGHUP, not built yet)
-        // will want to keep the lock across execve: clear FD_CLOEXEC there and
-        // hand the fd number to the new image, rather than unlock and relock
-        // (a second daemon could slip in between).
+        // anyway). A re-exec in place (SIGHUP) keeps it across execve instead
+        // (`InPlaceReexec`), rather than unlock and relock: a second daemon
+        // could slip in between.
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else {
             throw StartError(description: "cannot open the lock \(path): \(String(cString: strerror(errno)))")
@@ -49,6 +49,21 @@ enum InstanceLock {
         }
         // The pid is only for a second daemon's message: a failure here is not fatal.
         DaemonLock.recordHolder(fd: fd)
+        return fd
+    }
+
+    /// The lock a previous image of this process held, handed over by a
+    /// re-exec: it must still be this service's lock file, and still ours
+    /// (flock on the same open file succeeds again).
+    static func adopt(fd: Int32, stateDirectory: String) throws {
+        let path = path(stateDirectory: stateDirectory)
+        var held = stat(), named = stat()
+        guard fstat(fd, &held) == 0, stat(path, &named) == 0, held.st_dev == named.st_dev, held.st_ino == named.st_ino else {
+            throw StartError(description: "the lock handed over by the previous image (fd \(fd)) is not \(path)")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            throw StartError(description: "the lock handed over by the previous image (fd \(fd)) is not held: \(String(cString: strerror(errno)))")
+        }
     }
 
     static func readPID(_ fd: Int32) -> Int32? {

@@ -6,22 +6,29 @@ import Logging
 import Synchronization
 
 /// No signal kills the daemon silently. SIGTERM and SIGINT stop it
-/// (ServiceGroup's graceful shutdown); the signals below would otherwise end
-/// it at once with no log line, leaving its socket behind (and systemd counts
-/// a death by SIGHUP as clean). They are logged and ignored instead. Signals
+/// (ServiceGroup's graceful shutdown); SIGHUP re-executes it in place once
+/// the daemon has set `onHangup` (before that, it is logged and ignored); the
+/// others below would otherwise end it at once with no log line, leaving its
+/// socket behind. They are logged and ignored instead. Signals
 /// whose default is a core dump (SIGQUIT, SIGSEGV, SIGABRT, SIGXCPU …) or a
 /// stop keep their default.
 ///
 /// The app never inherits any of this: the spawner resets every disposition
 /// to the default in the child (an ignored signal would survive execve).
 enum SignalPolicy {
-    /// Logged and ignored. SIGHUP is reserved for the in-place re-exec.
+    /// Logged and ignored (SIGHUP: handed to `onHangup` once set).
     static let logged: [(number: Int32, name: String)] = [
         (SIGHUP, "SIGHUP"), (SIGUSR1, "SIGUSR1"), (SIGUSR2, "SIGUSR2"), (SIGALRM, "SIGALRM"),
         (SIGVTALRM, "SIGVTALRM"), (SIGPROF, "SIGPROF"), (SIGIO, "SIGIO"), (SIGPWR, "SIGPWR"), (SIGSTKFLT, "SIGSTKFLT"),
     ] + (__libc_current_sigrtmin()...__libc_current_sigrtmax()).map { ($0, "SIGRTMIN+\($0 - __libc_current_sigrtmin())") }
 
     private static let sources = Mutex<[any DispatchSourceSignal]>([])
+    private static let hangup = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// What SIGHUP does from now on (the daemon sets it once it can re-exec).
+    static func onHangup(_ handler: @escaping @Sendable () -> Void) {
+        hangup.withLock { $0 = handler }
+    }
     private static let queue = DispatchQueue(label: "supervisord.signals")
 
     /// Installs the policy once; the sources live as long as the process.
@@ -39,7 +46,11 @@ enum SignalPolicy {
                 source.setEventHandler {
                     let times = source.data > 1 ? " (\(source.data) times)" : ""
                     if number == SIGHUP {
-                        logger.warning("SIGHUP received\(times): re-exec is not built yet; ignored")
+                        if let handler = hangup.withLock({ $0 }) {
+                            handler()
+                        } else {
+                            logger.warning("SIGHUP received\(times) while starting; ignored: send it again once the service is ready")
+                        }
                     } else {
                         logger.warning("received \(name)\(times); ignored")
                     }

@@ -69,6 +69,21 @@ public final class SupervisorMetrics: Sendable {
 
     public func appRestarted() { appRestarts.increment() }
 
+    /// A SIGHUP whose re-exec did not happen (the new binary failed its check, the app was not steady).
+    public func reexecRefused() {
+        registry.makeCounter(
+            descriptor: Self.name("reexecs_refused", "total", "In-place re-execs (SIGHUP) that did not happen; this supervisord went on. The log says why.")
+        ).increment()
+    }
+
+    /// `supervisor_daemon_info{version} 1`: the supervisord that runs (a re-exec changes it).
+    public func setDaemon(version: String) {
+        registry.makeGauge(
+            descriptor: Self.name("daemon", "info", "The running supervisord: always 1, labelled with its version."),
+            labels: [("version", version)]
+        ).set(to: 1.0)
+    }
+
     /// An automatic rollback in the warm hold that did not happen because it would cross a schema change.
     public func autoRollbackWithheld() {
         registry.makeCounter(

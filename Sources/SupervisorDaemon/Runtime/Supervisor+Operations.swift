@@ -176,6 +176,12 @@ extension Supervisor {
                 launchJob { await self.endHold() }
             case .ignoreHoldFailure(let reason, let because):
                 logger.warning("warm hold: \(reason); no automatic rollback: \(because)")
+            case .reexec:
+                launchJob { await self.reexec() }
+            case .ignoreReexec(let because):
+                logger.warning("SIGHUP: no re-exec: \(because)")
+            case .deferReexec(let behind):
+                logger.notice("SIGHUP: the re-exec waits until \(behind) is over; new swaps are refused meanwhile")
             case .stopApp:
                 notifier.stopping(status: "stopping app")
                 handleApp(.stopRequested)
@@ -195,6 +201,7 @@ extension Supervisor {
 
     private func startSwap(_ pending: OperationMachine.Pending) {
         holdProblem = nil
+        reexecProblem = nil
         guard let request = requests[pending.ticket] else {
             operationEvent(.swapFinished(pending.ticket, warmHold: false))
             return

@@ -51,6 +51,10 @@ public actor Supervisor {
     var startProblem: String?
     /// An automatic rollback withheld in the warm hold (schema changed), for status until the next operation.
     var holdProblem: String?
+    /// SIGHUP's re-exec (nil in tests that build a supervisor in memory).
+    var reexecutor: InPlaceReexec?
+    /// Why the last SIGHUP did not re-exec, for status until the next operation.
+    var reexecProblem: String?
     var processStartedWall: Double?
     /// What the supervised instance runs.
     var serving = BinaryIdentity(sha256: nil, version: nil)
@@ -229,7 +233,8 @@ public actor Supervisor {
             report.phase = "starting"
         }
         report.state = report.phase
-        report.problem = firstStartDone ? holdProblem : startProblem
+        report.problem = firstStartDone ? holdProblem ?? reexecProblem : startProblem
+        report.supervisorVersion = SupervisorVersion.current
         report.serving = firstStartDone && servingInstance() != nil
         report.backup = backup
         report.emergencyRollback = emergencyStatus
