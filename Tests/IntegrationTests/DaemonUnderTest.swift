@@ -91,9 +91,9 @@ final class DaemonUnderTest {
 
     deinit { stop() }
 
-    /// Starts supervisord with `environment` added to this process's.
-    func start(environment: [String: String] = [:]) throws {
-        process = try TestProcess(Binaries.supervisord, ["--config", configPath, "--log-level", "debug"], environment: daemonEnvironment(adding: environment), stdout: logPath)
+    /// Starts supervisord (`executable`: another copy of it) with `environment` added to this process's.
+    func start(environment: [String: String] = [:], executable: String = Binaries.supervisord) throws {
+        process = try TestProcess(executable, ["--config", configPath, "--log-level", "debug"], environment: daemonEnvironment(adding: environment), stdout: logPath)
     }
 
     var pid: Int32 { process?.pid ?? -1 }

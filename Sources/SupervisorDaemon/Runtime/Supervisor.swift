@@ -229,6 +229,8 @@ public actor Supervisor {
             lastExit: app.lastExit, proxy: proxy, supervisorPID: getpid())
         if let current = operations.current {
             report.phase = "\(current.action.rawValue):\(current.phase)"
+        } else if operations.state == .reexecuting {
+            report.phase = "reexec"
         } else if report.phase == "running", !firstStartDone {
             report.phase = "starting"
         }

@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+extension UnderLoad {
+    /// SIGHUP re-executes the installed `supervisord` in place: same pid,
+    /// the app untouched and re-adopted, the sockets carried across execve,
+    /// never in the middle of a swap, and never into a binary that cannot
+    /// start (DESIGN.md, "Signals"). Real daemons, real signals, wrk on the
+    /// app's socket, which the supervisor holds (socket handoff) and which
+    /// must survive the exec.
+    @Suite(.timeLimit(.minutes(4)))
+    struct ReexecTests {
+        /// A copy of supervisord the test can replace on disk (what a package upgrade does).
+        static func installedCopy(in work: TemporaryDirectory) throws -> String {
+            let path = work.file("sbin/supervisord")
+            try FileManager.default.createDirectory(atPath: work.file("sbin"), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Binaries.supervisord, toPath: path)
+            return path
+        }
+
+        /// Replaces `path` the way dpkg does: a new file renamed over it (the running image keeps its inode).
+        static func replace(_ path: String, with contents: Data) {
+            let temporary = path + ".dpkg-new"
+            #expect(FileManager.default.createFile(atPath: temporary, contents: contents, attributes: [.posixPermissions: 0o755]))
+            #expect(rename(temporary, path) == 0)
+        }
+
+        func childPIDs(_ pid: Int32) -> Set<Int> {
+            Set(IntegrationTests.childPIDs(of: pid).map(Int.init))
+        }
+
+        @Test func sighupReexecsInPlaceWhileRequestsRun() throws {
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            let work = TemporaryDirectory("reexec")
+            let port = FreePort.pick()[0]
+            let daemon = try HandoffTests.handoffDaemon(v1In: work, port: port)
+            let installed = try Self.installedCopy(in: work)
+            try daemon.start(executable: installed)
+            defer { daemon.stop() }
+            let before = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
+            let appPID = try #require(before["pid"] as? Int)
+            #expect(before["supervisor_version"] as? String != nil)
+
+            let close = try LoadGenerator(port: port, connections: 8)
+            let keepAlive = try LoadGenerator(port: port, connections: 8, closeConnections: false)
+            // The upgrade: a new file over the installed one, then SIGHUP.
+            Self.replace(installed, with: try Data(contentsOf: URL(fileURLWithPath: Binaries.supervisord)))
+            #expect(kill(daemon.pid, SIGHUP) == 0)
+            #expect(eventually(timeout: 30) { daemon.log.contains("re-executed in place (pid \(daemon.pid))") }, "\(daemon.log.suffix(3000))")
+            let after = try #require(daemon.waitUntilRunning(), "\(daemon.log.suffix(3000))")
+            #expect(after["supervisor_pid"] as? Int == Int(daemon.pid), "same pid")
+            #expect(after["pid"] as? Int == appPID, "the app was re-adopted, not restarted")
+            #expect(after["restarts"] as? Int == 0)
+            #expect(daemon.log.contains("re-adopted the running app (no restart)"))
+            // The running image is the new file now (no longer a deleted one).
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(daemon.pid)/exe")) ?? ""
+            #expect(exe == installed, "/proc/PID/exe: \(exe)")
+            // Still the app's parent: its exit is reaped and seen as a crash with its status.
+            #expect(childPIDs(daemon.pid).contains(appPID))
+
+            // A swap after it works, and supervision does: a crash is restarted.
+            let swap = try daemon.ctl(["swap", AppVersions.make("v2", in: work, flags: []), "--json"])
+            #expect(swap.exitCode == 0, "\(swap.stderr)\n\(daemon.log.suffix(3000))")
+            #expect(httpGet(port: port)?.body.contains("demo-app v2") == true)
+            close.finish().expectNothingFailed("re-exec in place, then a swap (handoff, Connection: close)")
+            keepAlive.finish().expectNothingFailed("re-exec in place, then a swap (handoff, keep-alive)")
+
+            // The re-adopted instance was stopped by the swap; nothing else of ours is left.
+            #expect(!processExists(pid_t(appPID)))
+            let v2 = try #require(daemon.status()?["pid"] as? Int)
+            #expect(childPIDs(daemon.pid) == [v2], "children: \(childPIDs(daemon.pid))")
+            #expect(daemon.terminate() == 0, "\(daemon.log.suffix(2000))")
+            #expect(!processExists(pid_t(v2)))
+            #expect(!FileManager.default.fileExists(atPath: daemon.socket), "the control socket, bound by the first image, is removed by the last")
+        }
+
+        @Test func aBrokenInstalledBinaryIsRefusedAndThisImageGoesOn() throws {
+            let work = TemporaryDirectory("reexec-broken")
+            let port = FreePort.pick()[0]
+            let daemon = try HandoffTests.handoffDaemon(v1In: work, port: port)
+            let installed = try Self.installedCopy(in: work)
+            try daemon.start(executable: installed)
+            defer { daemon.stop() }
+            let before = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
+            let appPID = try #require(before["pid"] as? Int)
+
+            // A supervisord that dies at once, whatever it is asked.
+            Self.replace(installed, with: Data("#!/bin/sh\necho 'broken build' >&2\nexit 1\n".utf8))
+            #expect(kill(daemon.pid, SIGHUP) == 0)
+            #expect(eventually(timeout: 30) { daemon.log.contains("re-exec refused") }, "\(daemon.log.suffix(3000))")
+            #expect(daemon.log.contains("broken build"), "the refusal carries the binary's own words: \(daemon.log.suffix(2000))")
+            let after = try #require(daemon.waitUntilRunning(), "\(daemon.log.suffix(3000))")
+            #expect(after["supervisor_pid"] as? Int == Int(daemon.pid))
+            #expect(after["pid"] as? Int == appPID)
+            #expect((after["problem"] as? String)?.contains("re-exec refused") == true, "\(after)")
+            #expect(httpGet(port: port)?.body.contains("demo-app v1") == true)
+            let metrics = try Command.run("/usr/bin/curl", ["-s", "--unix-socket", daemon.socket, "http://localhost/metrics"], timeout: 10)
+            #expect(metrics.stdout.contains("supervisor_reexecs_refused_total 1"), "\(metrics.stdout.prefix(3000))")
+            // The image that goes on still swaps.
+            let swap = try daemon.ctl(["swap", AppVersions.make("v2", in: work, flags: [])])
+            #expect(swap.exitCode == 0, "\(swap.stderr)")
+
+            // A good binary installed again: the next SIGHUP re-executes.
+            Self.replace(installed, with: try Data(contentsOf: URL(fileURLWithPath: Binaries.supervisord)))
+            #expect(kill(daemon.pid, SIGHUP) == 0)
+            #expect(eventually(timeout: 30) { daemon.log.contains("re-executed in place (pid \(daemon.pid))") }, "\(daemon.log.suffix(3000))")
+            let fixed = try #require(daemon.waitUntilRunning())
+            #expect(fixed["problem"] == nil || fixed["problem"] is NSNull, "\(fixed)")
+            #expect(fixed["version"] as? String == "v2")
+        }
+
+        /// SIGHUP during a swap: the swap finishes, then the re-exec; a swap
+        /// asked meanwhile is refused as busy (exit 4), one after it works.
+        @Test func sighupDuringASwapWaitsForIt() throws {
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            let work = TemporaryDirectory("reexec-during-swap")
+            let port = FreePort.pick()[0]
+            let daemon = try HandoffTests.handoffDaemon(v1In: work, port: port)
+            try daemon.start()
+            defer { daemon.stop() }
+            _ = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
+            let load = try LoadGenerator(port: port, connections: 8)
+
+            let slow = AppVersions.make("v2", in: work, flags: ["--start-delay-ms", "2000"])
+            let swapOut = work.file("swap.out")
+            let swap = try TestProcess(Binaries.supervisorctl, ["--socket", daemon.socket, "swap", slow, "--json"], stdout: swapOut)
+            #expect(eventually(timeout: 20, interval: 0.01) { (daemon.status()?["phase"] as? String)?.hasPrefix("swap:health") == true || (daemon.status()?["phase"] as? String)?.hasPrefix("swap:start") == true })
+            #expect(kill(daemon.pid, SIGHUP) == 0)
+            #expect(eventually(timeout: 10) { daemon.log.contains("the re-exec waits until swap") }, "\(daemon.log.suffix(2000))")
+            let meanwhile = try daemon.ctl(["swap", AppVersions.make("v3", in: work, flags: [])])
+            #expect(meanwhile.exitCode == 4, "busy: \(meanwhile.stderr)")
+            #expect(swap.waitForExit(timeout: 60))
+            #expect(swap.exitCode == 0, "\((try? String(contentsOfFile: swapOut, encoding: .utf8)) ?? "")\n\(daemon.log.suffix(3000))")
+            #expect(eventually(timeout: 30) { daemon.log.contains("re-executed in place (pid \(daemon.pid))") }, "\(daemon.log.suffix(3000))")
+            // In that order: the swap's end, then the exec.
+            let log = daemon.log
+            let committed = try #require(log.range(of: "swap done in"), "\(log.suffix(3000))")
+            let exec = try #require(log.range(of: "re-executed in place"))
+            #expect(committed.lowerBound < exec.lowerBound)
+            let after = try #require(daemon.waitUntilRunning())
+            #expect(after["version"] as? String == "v2")
+            let next = try daemon.ctl(["swap", AppVersions.make("v3", in: work, flags: [])])
+            #expect(next.exitCode == 0, "\(next.stderr)")
+            // Nothing stray: one instance, no staged file.
+            let serving = try #require(daemon.status()?["pid"] as? Int)
+            #expect(childPIDs(daemon.pid) == [serving], "children: \(childPIDs(daemon.pid))")
+            #expect(!FileManager.default.fileExists(atPath: work.file("bin/app.new")))
+            load.finish().expectNothingFailed("SIGHUP during a swap: the swap, the re-exec, another swap (handoff)")
+        }
+    }
+}
