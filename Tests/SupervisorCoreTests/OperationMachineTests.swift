@@ -25,6 +25,8 @@ import Testing
         ("flipping (automatic)", [.requested(a, .swap, app: .running), .swapFinished(a, warmHold: true), .holdFailed(reason: "probes")]),
         ("stopping", [.shutdownRequested]),
         ("stopped", [.shutdownRequested, .appStopped]),
+        ("reexecuting", [.reexecRequested]),
+        ("swapping with a re-exec behind it", [.requested(a, .swap, app: .running), .reexecRequested]),
     ]
 
     func machine(_ events: [Event]) -> Machine {
@@ -36,7 +38,10 @@ import Testing
     // MARK: - The lock: one at a time, in every state
 
     /// Whatever holds the lock, a new request is refused at once as busy, naming the phase, and nothing changes.
-    @Test(arguments: ["waitingForApp", "swapping", "swapping in health", "endingHold with a swap next", "endingHold after the window", "flipping (manual)", "flipping (automatic)"])
+    @Test(arguments: [
+        "waitingForApp", "swapping", "swapping in health", "endingHold with a swap next", "endingHold after the window", "flipping (manual)",
+        "flipping (automatic)", "reexecuting", "swapping with a re-exec behind it",
+    ])
     func aRequestWhileTheLockIsHeldIsRefusedAsBusy(state name: String) throws {
         let events = try #require(Self.states.first { $0.name == name }).events
         for action in [SwapAction.swap, .rollback] {
@@ -214,13 +219,59 @@ import Testing
         #expect(failed.handle(.flipFinished(ok: false)) == [.endHold], "a failed flip leaves a hold: it ends before the stop")
     }
 
+    // MARK: - Re-exec in place (SIGHUP)
+
+    @Test func aReexecWhenIdleHoldsTheLockAndGivesItBackIfItDoesNotHappen() {
+        var machine = Machine()
+        #expect(machine.handle(.reexecRequested) == [.reexec])
+        #expect(machine.busyPhase == "reexec")
+        #expect(machine.handle(.requested(Self.a, .swap, app: .running)) == [.refuse(Self.a, .busy(phase: "reexec"))])
+        #expect(machine.handle(.reexecRequested) == [], "a second SIGHUP meanwhile is the same re-exec")
+        #expect(machine.handle(.reexecAbandoned) == [])
+        #expect(machine.state == .idle)
+        #expect(machine.handle(.requested(Self.a, .swap, app: .running)) == [.startSwap(.init(Self.a, .swap))])
+    }
+
+    @Test func aReexecDuringASwapWaitsForItsEnd() {
+        var machine = machine([.requested(Self.a, .swap, app: .running), .swapPhase(Self.a, .health)])
+        let deferred = machine.handle(.reexecRequested)
+        #expect(deferred == [.deferReexec(behind: "swap (phase health)")])
+        #expect(machine.handle(.reexecRequested) == [], "said once")
+        #expect(machine.handle(.requested(Self.b, .swap, app: .running)) == [.refuse(Self.b, .busy(phase: "health"))])
+        #expect(machine.handle(.swapFinished(Self.a, warmHold: false)) == [.reexec])
+        #expect(machine.state == .reexecuting)
+    }
+
+    @Test func aReexecEndsAWarmHoldFirstKeepingTheNewVersion() {
+        var machine = machine(Self.holding)
+        #expect(machine.handle(.reexecRequested) == [.deferReexec(behind: "the warm hold ends (the new version is kept)"), .endHold])
+        #expect(machine.handle(.requested(Self.c, .rollback, app: .running)) == [.refuse(Self.c, .busy(phase: "watch"))], "no flip back once the hold is ending")
+        #expect(machine.handle(.holdEnded) == [.reexec])
+        var afterSwap = self.machine([.requested(Self.a, .swap, app: .running), .reexecRequested])
+        #expect(afterSwap.handle(.swapFinished(Self.a, warmHold: true)) == [.endHold], "a swap that ends in a hold: the hold ends, then the re-exec")
+        #expect(afterSwap.handle(.holdEnded) == [.reexec])
+    }
+
+    @Test func aStopWinsOverAReexec() {
+        var pending = machine([.requested(Self.a, .swap, app: .running), .reexecRequested, .shutdownRequested])
+        #expect(pending.handle(.swapFinished(Self.a, warmHold: false)) == [.stopApp])
+        var checking = machine([.reexecRequested])
+        #expect(checking.handle(.shutdownRequested) == [], "the re-exec job sees the stop and gives up")
+        #expect(checking.shutdownPending)
+        #expect(checking.handle(.reexecAbandoned) == [.stopApp])
+        var stopping = machine([.shutdownRequested])
+        #expect(stopping.handle(.reexecRequested) == [.ignoreReexec(because: "the daemon is stopping")])
+        var stopFirst = machine([.requested(Self.a, .swap, app: .running), .shutdownRequested])
+        #expect(stopFirst.handle(.reexecRequested) == [.ignoreReexec(because: "a stop is pending")])
+    }
+
     // MARK: - Every state × every event: nothing crashes, nothing is granted twice
 
     static let allEvents: [Event] = [
         .requested(c, .swap, app: .running), .requested(c, .rollback, app: .starting), .requested(c, .swap, app: .down),
         .appReady, .waitTimedOut(a), .swapPhase(a, .drain), .swapFinished(a, warmHold: false), .swapFinished(a, warmHold: true),
         .holdFailed(reason: "r"), .holdWindowElapsed, .holdEnded, .flipFinished(ok: true), .flipFinished(ok: false),
-        .shutdownRequested, .appStopped,
+        .shutdownRequested, .appStopped, .reexecRequested, .reexecAbandoned,
     ]
 
     @Test func everyEventInEveryStateLeavesAtMostOneOperationGranted() {
@@ -231,7 +282,7 @@ import Testing
                 let actions = machine.handle(event)
                 let grants = actions.filter {
                     switch $0 {
-                    case .startSwap, .flip, .waitForApp: true
+                    case .startSwap, .flip, .waitForApp, .reexec: true
                     default: false
                     }
                 }
