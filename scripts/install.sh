@@ -42,7 +42,7 @@ for tool in supervisord supervisorctl; do
     install_file 0755 "$BIN/$tool" "$PREFIX/bin/$tool" || status=1
 done
 install_file 0755 scripts/emergency-rollback.sh "$PREFIX/sbin/supervisor-emergency-rollback" || status=1
-for page in docs/man/*.1 docs/man/*.5; do
+for page in docs/man/*.1 docs/man/*.5 docs/man/*.8; do
     section=${page##*.}
     install_file 0644 "$page" "$PREFIX/share/man/man$section/$(basename "$page")" || status=1
 done

@@ -18,6 +18,18 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 if [[ $# -eq 0 ]]; then
+    # The .debs PackageTests installs: this tree's version and a higher one
+    # (an upgrade), built the way operators get them. The second build is
+    # incremental (only the compiled-in version differs).
+    packages=.build-package/test-dist
+    version="$(tr -d '[:space:]' < VERSION)"
+    say "building the .deb packages for PackageTests (scripts/package.sh, release)"
+    bash scripts/package.sh --with-demo-app --version "$version" --out "$packages/current" >/dev/null
+    bash scripts/package.sh --version "$version+next" --out "$packages/next" >/dev/null
+    export SUPERVISOR_TEST_PACKAGES="$PWD/$packages"
+    say "lintian $packages/current/*.deb (no error, no warning: each override in the package says why)"
+    lintian --fail-on error,warning "$packages"/current/*.deb
+
     say "fuzzing the config core with libFuzzer (bounded: ${FUZZ_SECONDS:-20}s)"
     bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 fi

@@ -24,7 +24,10 @@ struct SupervisordCommand: AsyncParsableCommand {
             socket that supervisorctl talks to. SIGTERM or SIGINT first lets a
             swap, rollback or warm hold in progress finish (requests meanwhile
             are refused), then stops the app (stop_signal, then SIGKILL after
-            stop_timeout) and exits 0. SIGHUP, SIGUSR1, SIGUSR2 and other
+            stop_timeout) and exits 0. SIGHUP (systemctl reload) re-executes
+            the installed supervisord in place once any swap is over: same
+            pid, the app untouched and re-adopted; if the new file's --version
+            or --check fails, this one goes on. SIGUSR1, SIGUSR2 and other
             signals are logged and ignored.
 
             Exit codes: 0 stopped cleanly; 1 could not start; 2 bad config,

@@ -121,10 +121,11 @@ final class LoadGenerator {
 /// /proc/self/exe), so each is a distinct compiled binary, as users' services
 /// are: its own sha256, and a `/proc/PID/exe` that follows renames of the file.
 enum AppVersions {
-    static func make(_ tag: String, in directory: TemporaryDirectory, flags: [String] = ["--start-delay-ms", "500"]) -> String {
+    /// `source`: another demo-app build (the package tests' one, with the Swift runtime linked in).
+    static func make(_ tag: String, in directory: TemporaryDirectory, flags: [String] = ["--start-delay-ms", "500"], source: String = Binaries.demoApp) -> String {
         let path = directory.file("versions/\(tag)")
         try? FileManager.default.createDirectory(atPath: directory.file("versions"), withIntermediateDirectories: true)
-        var bytes = FileManager.default.contents(atPath: Binaries.demoApp) ?? Data()
+        var bytes = FileManager.default.contents(atPath: source) ?? Data()
         bytes.append(Data("\n#demo-app-args: \((["--version-tag", tag] + flags).joined(separator: " "))\n".utf8))
         #expect(FileManager.default.createFile(atPath: path, contents: bytes, attributes: [.posixPermissions: 0o755]), "cannot write \(path)")
         return path

@@ -8,7 +8,7 @@ import Testing
 /// every subcommand and option the parsers have, and supervisor.toml(5) as
 /// generated from docs/configuration.md.
 @Suite struct ManPageTests {
-    static let pages = ["supervisord.1", "supervisorctl.1", "supervisor.toml.5"]
+    static let pages = ["supervisord.1", "supervisorctl.1", "supervisor.toml.5", "supervisor-emergency-rollback.8"]
 
     static func page(_ name: String) throws -> String {
         try String(contentsOfFile: Repository.path("docs/man/\(name)"), encoding: .utf8)

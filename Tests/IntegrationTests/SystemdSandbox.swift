@@ -47,18 +47,24 @@ final class SystemdSandbox {
     private var cgroup: String?
 
     /// Boots it, carrying `directories` in (the built binaries and the
-    /// repository always are).
-    init(carrying directories: [String]) throws {
+    /// repository always are). `packages`: Debian packages can be installed
+    /// inside without touching the host (overlays; see the script), and
+    /// systemd also reads /etc/systemd/system and /lib/systemd/system.
+    /// `hiding`: directories that look empty inside (the Swift toolchain).
+    init(carrying directories: [String], packages: Bool = false, hiding: [String] = []) throws {
         if let reason = Self.unavailableReason {
             Issue.record("systemd sandbox unavailable: \(reason)")
             throw SandboxError(description: reason)
         }
-        for target in ["sysinit", "basic", "sockets", "timers", "paths", "shutdown", "sandbox"] {
+        for target in ["sysinit", "basic", "sockets", "timers", "paths", "shutdown", "sandbox", "multi-user", "network-online"] {
             _ = units.write("\(target).target", "[Unit]\nDescription=\(target) (empty, test sandbox)\n")
         }
         var seen = Set<String>()
         let carried = ([units.path, Binaries.directory, Repository.root] + directories).filter { seen.insert($0).inserted }
-        launcher = try TestProcess("/bin/bash", [Self.script, units.path] + carried, stdout: output.file("boot.log"))
+        var environment = ProcessInfo.processInfo.environment
+        if packages { environment["SANDBOX_PACKAGES"] = "1" }
+        if !hiding.isEmpty { environment["SANDBOX_HIDE"] = hiding.joined(separator: " ") }
+        launcher = try TestProcess("/bin/bash", [Self.script, units.path] + carried, environment: environment, stdout: output.file("boot.log"))
         var booted = false
         // Generous: on 2 cores shared with the rest of the suite, systemd once took over 20 s to reach running.
         _ = eventually(timeout: 60) {

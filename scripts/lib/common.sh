@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 
 # Debian packages the build, tests, demo and benchmarks need.
-SUPERVISOR_APT_PACKAGES=(pkg-config libsystemd-dev libcurl4-openssl-dev caddy nginx wrk curl procps iproute2 util-linux systemd man-db python3 sqlite3)
+SUPERVISOR_APT_PACKAGES=(pkg-config libsystemd-dev libcurl4-openssl-dev caddy nginx wrk curl procps iproute2 util-linux systemd man-db python3 sqlite3 dpkg-dev binutils lintian)
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 [[ -t 2 ]] || say() { printf '==> %s\n' "$*" >&2; }

@@ -11,6 +11,14 @@
 # Each DIR stays visible at the same path inside; everything else in /run,
 # /tmp, /var/tmp, /var/log and /var/lib is a private tmpfs.
 #
+# With SANDBOX_PACKAGES=1 the sandbox can install Debian packages without
+# touching the host: /usr, /etc and /var/cache are overlays whose changes
+# live in the sandbox's /run, /var/lib/dpkg and /var/lib/apt are copies,
+# /lib/systemd/system and /etc/systemd/system start empty (so only the
+# units a package installs are there, beside UNIT_DIR's), and systemd reads
+# units from all three. SANDBOX_HIDE="/opt/swift …" mounts an empty tmpfs
+# over each directory named (a host without the Swift toolchain).
+#
 # The caller's process is the unshare process; systemd is its only child.
 # Tear down: SIGKILL that child (the whole PID namespace dies with it), then
 # remove the cgroup printed on the first line of stderr ("cgroup: PATH").
@@ -47,6 +55,11 @@ for dir in "$@"; do
     mount --bind "$dir" "$stage/$index"
     index=$((index + 1))
 done
+packages=${SANDBOX_PACKAGES:-0}
+if [[ $packages == 1 ]]; then
+    mkdir -p "$stage/host-var-lib"
+    mount --bind /var/lib "$stage/host-var-lib"
+fi
 for private in /run /tmp /var/tmp /var/log /var/lib; do
     mount -t tmpfs -o mode=755 sandbox "$private"
 done
@@ -56,6 +69,23 @@ for dir in "$@"; do
     mkdir -p "$dir"
     mount --move "$stage/$index" "$dir"
     index=$((index + 1))
+done
+if [[ $packages == 1 ]]; then
+    cp -a "$stage/host-var-lib/dpkg" "$stage/host-var-lib/apt" /var/lib/
+    umount "$stage/host-var-lib"
+    layers=/run/sandbox-layers
+    mkdir -p "$layers"
+    mount -t tmpfs -o mode=700 sandbox-layers "$layers"
+    for dir in /usr /etc /var/cache; do
+        name=${dir//\//_}
+        mkdir -p "$layers/$name/upper" "$layers/$name/work"
+        mount -t overlay overlay -o "lowerdir=$dir,upperdir=$layers/$name/upper,workdir=$layers/$name/work" "$dir"
+    done
+    mount -t tmpfs -o mode=755 sandbox-units /usr/lib/systemd/system
+    mount -t tmpfs -o mode=755 sandbox-units /etc/systemd/system
+fi
+for hidden in ${SANDBOX_HIDE:-}; do
+    [[ -d $hidden ]] && mount -t tmpfs -o mode=755,size=1m sandbox-hidden "$hidden"
 done
 umount "$stage"
 umount -l /sys/fs/cgroup 2>/dev/null || true
@@ -67,4 +97,5 @@ if [[ -f "$(readlink -f /proc/self/fd/1)" ]]; then
     mount --bind "$(readlink -f /proc/self/fd/1)" /dev/console
 fi
 export SYSTEMD_UNIT_PATH="$units"
+if [[ $packages == 1 ]]; then SYSTEMD_UNIT_PATH="$units:/etc/systemd/system:/lib/systemd/system"; fi
 exec /lib/systemd/systemd --system --unit=sandbox.target --show-status=no --log-target=console
