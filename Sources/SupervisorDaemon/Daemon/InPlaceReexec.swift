@@ -94,7 +94,10 @@ struct InPlaceReexec: Sendable {
     /// environment. On failure they are made close-on-exec again.
     private func exec(path: String) -> String {
         for descriptor in carried { _ = fcntl(descriptor.fd, F_SETFD, 0) }
-        var environment = ProcessEnvironment.current().filter { !$0.key.hasPrefix(ReexecHandover.prefix) }
+        // systemd's LISTEN_* were for the first image (its pid is ours): the handover names what is open now.
+        var environment = ProcessEnvironment.current().filter { key, _ in
+            !key.hasPrefix(ReexecHandover.prefix) && !["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"].contains(key)
+        }
         for (key, value) in ReexecHandover.environment(carried, from: SupervisorVersion.current) { environment[key] = value }
         let argv = [path] + arguments.dropFirst()
         let envp = environment.map { "\($0.key)=\($0.value)" }
