@@ -82,7 +82,7 @@ struct InPlaceReexec: Sendable {
         do {
             let outcome = try await CommandRunner.run(argv, environment: environment, timeout: timeout, outputLimit: 1 << 16)
             guard outcome.succeeded else {
-                return .failure(Refusal(description: "`\(shown)` \(outcome.failureDescription)"))
+                return .failure(Refusal(description: outcome.failureDescription))
             }
             return .success(outcome.output)
         } catch {

@@ -61,7 +61,7 @@ extension Supervisor {
         logger.error("re-exec refused: \(reason); this supervisord (\(SupervisorVersion.current)) goes on")
         reexecProblem = "re-exec refused: \(reason)"
         metrics.reexecRefused()
-        notifier.ready(status: "re-exec refused: \(reason); " + statusLine())
         operationEvent(.reexecAbandoned)
+        notifier.ready(status: "re-exec refused: \(reason); " + statusLine())
     }
 }
