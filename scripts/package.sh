@@ -51,7 +51,7 @@ mkdir -p "$src"
 # times so an unchanged file does not rebuild; files gone from the tree go
 # from the copy too.
 say "copying the working tree to $src"
-git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' > "$work/files"
+git ls-files -z --cached --others --exclude-standard | xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done; true' sh > "$work/files"
 tar --null -T "$work/files" -cf - | tar -C "$src" -xpf -
 [[ -f Package.resolved ]] && cp -p Package.resolved "$src/"
 (cd "$src" && find . -path ./.build -prune -o -type f -print0) | while IFS= read -r -d '' file; do
@@ -150,7 +150,6 @@ install -D -m 0644 packaging/deb/copyright "$doc/copyright"
     echo
     echo " -- $maintainer  $(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")"
 } | gzip -9n > "$doc/changelog.gz"
-install -D -m 0644 packaging/deb/lintian-overrides "$root/usr/share/lintian/overrides/$PACKAGE"
 
 for script in postinst prerm postrm; do
     sed "s|#VERSION#|$version|g" "packaging/deb/$script" > "$root/DEBIAN/$script"
@@ -176,7 +175,7 @@ Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $installed_size
-Depends: $depends, systemd
+Depends: $depends, systemd, procps
 Suggests: caddy | nginx
 Section: admin
 Priority: optional
@@ -200,5 +199,5 @@ dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
 if [[ $with_demo_app -eq 1 ]]; then
     install -m 0755 "$bin/demo-app" "$out/demo-app"
 fi
-say "built $deb ($(du -h "$deb" | cut -f1)); Depends: $depends, systemd"
+say "built $deb ($(du -h "$deb" | cut -f1)); Depends: $depends, systemd, procps"
 echo "$deb"

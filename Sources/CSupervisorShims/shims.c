@@ -689,3 +689,31 @@ int csup_is_child(pid_t pid) {
     } while (rc < 0 && errno == EINTR);
     return rc == 0;
 }
+
+int csup_cloexec_from(int lowfd) {
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+    DIR *directory = opendir("/proc/self/fd");
+    if (!directory) return -1;
+    int own = dirfd(directory);
+    struct dirent *entry;
+    while ((entry = readdir(directory)) != NULL) {
+        int fd = atoi(entry->d_name);
+        if (fd >= lowfd && fd != own) {
+            int flags = fcntl(fd, F_GETFD);
+            if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+    closedir(directory);
+    return 0;
+}
+
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
+int csup_fexecve(int fd, char *const argv[], char *const envp[]) {
+    syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
+    return -1;
+}

@@ -52,6 +52,18 @@ struct SupervisordCommand: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
+        // Exec'd by a previous image (SIGHUP): should this one not start, that one runs again.
+        let handover: ReexecHandover.Received?
+        do {
+            handover = check ? nil : try ReexecHandover.take()
+        } catch {
+            printError("supervisord: \(error)")
+            throw ExitCode(1)
+        }
+        func fail(_ code: Int32, _ reason: String) -> ExitCode {
+            handover?.runPreviousImage(because: reason)
+            return ExitCode(code)
+        }
         let environment = ProcessEnvironment.current()
         let loaded = ConfigLoader.load(path: config, environment: environment)
         let settings: SupervisorConfig
@@ -61,7 +73,7 @@ struct SupervisordCommand: AsyncParsableCommand {
             for problem in problems.problems {
                 printError("  \(problem)")
             }
-            throw ExitCode(2)
+            throw fail(2, "\(config): \(problems.problems.first.map { "\($0)" } ?? "invalid")")
         case .success(let parsed):
             settings = parsed
         }
@@ -87,7 +99,7 @@ struct SupervisordCommand: AsyncParsableCommand {
         }
         guard let level = Logger.Level(rawValue: logLevel) else {
             printError("supervisord: --log-level: \"\(logLevel)\" is not one of trace, debug, info, notice, warning, error")
-            throw ExitCode(2)
+            throw fail(2, "--log-level \(logLevel) is not a log level")
         }
         LoggingSystem.bootstrap { label in
             var handler = JournalLogHandler(label: label)
@@ -97,21 +109,21 @@ struct SupervisordCommand: AsyncParsableCommand {
         var logger = Logger(label: "supervisord")
         logger[metadataKey: "service"] = "\(settings.name)"
         do {
-            try await Daemon(config: settings, logger: logger, configPath: config).run()
+            try await Daemon(config: settings, logger: logger, configPath: config, handover: handover).run()
         } catch let error as DaemonAlreadyRunning {
             printError("supervisord: \(error)")
-            throw ExitCode(2)
+            throw fail(2, "\(error)")
         } catch let error as StartRefused {
             logger.critical("\(error)")
             printError("supervisord: \(error)")
-            throw ExitCode(2)
+            throw fail(2, "\(error)")
         } catch let error as PortsHeldByOthers {
             logger.critical("\(error)")
             printError("supervisord: \(error)")
-            throw ExitCode(2)
+            throw fail(2, "\(error)")
         } catch {
             logger.critical("cannot start: \(error)")
-            throw ExitCode(1)
+            throw fail(1, "cannot start: \(error)")
         }
     }
 }

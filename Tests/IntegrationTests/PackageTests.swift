@@ -25,8 +25,9 @@ enum PackagesUnderTest {
     static let built: Result<Built, SandboxError> = {
         let directory = ProcessInfo.processInfo.environment["SUPERVISOR_TEST_PACKAGES"] ?? Repository.path(".build-package/test-dist")
         let current = version, next = version + "+next"
+        let arch = (try? Command.run("/usr/bin/dpkg", ["--print-architecture"]))?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? "amd64"
         func deb(_ subdirectory: String, _ version: String) -> String {
-            "\(directory)/\(subdirectory)/supervisor-swap_\(version)_amd64.deb"
+            "\(directory)/\(subdirectory)/supervisor-swap_\(version)_\(arch).deb"
         }
         for (subdirectory, packageVersion, extra) in [("current", current, ["--with-demo-app"]), ("next", next, [])]
         where !FileManager.default.fileExists(atPath: deb(subdirectory, packageVersion)) {

@@ -48,6 +48,10 @@ extension UnderLoad {
             let keepAlive = try LoadGenerator(port: port, connections: 8, closeConnections: false)
             // The upgrade: a new file over the installed one, then SIGHUP.
             Self.replace(installed, with: try Data(contentsOf: URL(fileURLWithPath: Binaries.supervisord)))
+            // An idle control connection across the exec: closed (the client sees EOF), never left hanging.
+            let idle = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            defer { Glibc.close(idle) }
+            #expect(unixSocket(idle, connect, path: daemon.socket) == 0)
             let sent = Date()
             #expect(kill(daemon.pid, SIGHUP) == 0)
             #expect(eventually(timeout: 30) { daemon.log.contains("re-executed in place (pid \(daemon.pid))") }, "\(daemon.log.suffix(3000))")
@@ -58,6 +62,11 @@ extension UnderLoad {
             #expect(after["pid"] as? Int == appPID, "the app was re-adopted, not restarted")
             #expect(after["restarts"] as? Int == 0)
             #expect(daemon.log.contains("re-adopted the running app (no restart)"))
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(idle, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var byte: UInt8 = 0
+            let received = recv(idle, &byte, 1, 0)
+            #expect(received == 0, "the connection open at the exec was closed (EOF), not left open: recv \(received), errno \(errno)")
             // The running image is the new file now (no longer a deleted one).
             let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(daemon.pid)/exe")) ?? ""
             #expect(exe == installed, "/proc/PID/exe: \(exe)")
@@ -113,6 +122,45 @@ extension UnderLoad {
             let fixed = try #require(daemon.waitUntilRunning())
             #expect(fixed["problem"] == nil || fixed["problem"] is NSNull, "\(fixed)")
             #expect(fixed["version"] as? String == "v2")
+        }
+
+        /// A new supervisord that passes its checks but cannot start once exec'd
+        /// (here: a wrapper that gives the exec'd image a config that does not
+        /// exist): the previous image runs again, same pid, and re-adopts the
+        /// app; nothing fails and status says what happened.
+        @Test func aNewImageThatCannotStartRunsThePreviousOneAgain() throws {
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            let work = TemporaryDirectory("reexec-fallback")
+            let port = FreePort.pick()[0]
+            let daemon = try HandoffTests.handoffDaemon(v1In: work, port: port)
+            let installed = try Self.installedCopy(in: work)
+            try daemon.start(executable: installed)
+            defer { daemon.stop() }
+            let before = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
+            let appPID = try #require(before["pid"] as? Int)
+            let load = try LoadGenerator(port: port, connections: 8)
+
+            let real = work.file("sbin/supervisord-real")
+            try FileManager.default.copyItem(atPath: Binaries.supervisord, toPath: real)
+            Self.replace(installed, with: Data("""
+                #!/bin/sh
+                if [ -n "$SUPERVISOR_REEXEC_FDS" ]; then exec \(real) --config \(work.file("missing.toml")); fi
+                exec \(real) "$@"
+
+                """.utf8))
+            #expect(kill(daemon.pid, SIGHUP) == 0)
+            #expect(eventually(timeout: 30) { daemon.log.contains("the new supervisord could not start") }, "\(daemon.log.suffix(3000))")
+            let after = try #require(daemon.waitUntilRunning(), "\(daemon.log.suffix(3000))")
+            #expect(after["supervisor_pid"] as? Int == Int(daemon.pid), "the same process")
+            #expect(after["pid"] as? Int == appPID, "the app was re-adopted, not restarted")
+            #expect((after["problem"] as? String)?.contains("missing.toml") == true, "\(after)")
+            // The image that runs is the previous file (renamed over: deleted).
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(daemon.pid)/exe")) ?? ""
+            #expect(exe == installed + " (deleted)", "/proc/PID/exe: \(exe)")
+            let swap = try daemon.ctl(["swap", AppVersions.make("v2", in: work, flags: [])])
+            #expect(swap.exitCode == 0, "\(swap.stderr)")
+            load.finish().expectNothingFailed("a new supervisord that cannot start: the previous image runs again (handoff)")
+            #expect(daemon.terminate() == 0, "\(daemon.log.suffix(2000))")
         }
 
         /// SIGHUP during a swap: the swap finishes, then the re-exec; a swap

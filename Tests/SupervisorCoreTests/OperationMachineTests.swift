@@ -248,7 +248,7 @@ import Testing
         #expect(machine.handle(.requested(Self.c, .rollback, app: .running)) == [.refuse(Self.c, .busy(phase: "watch"))], "no flip back once the hold is ending")
         #expect(machine.handle(.holdEnded) == [.reexec])
         var afterSwap = self.machine([.requested(Self.a, .swap, app: .running), .reexecRequested])
-        #expect(afterSwap.handle(.swapFinished(Self.a, warmHold: true)) == [.endHold], "a swap that ends in a hold: the hold ends, then the re-exec")
+        #expect(afterSwap.handle(.swapFinished(Self.a, warmHold: true)) == [.deferReexec(behind: "the warm hold ends (the new version is kept)"), .endHold], "a swap that ends in a hold: the hold ends (said), then the re-exec")
         #expect(afterSwap.handle(.holdEnded) == [.reexec])
     }
 

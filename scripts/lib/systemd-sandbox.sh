@@ -57,6 +57,8 @@ for dir in "$@"; do
 done
 packages=${SANDBOX_PACKAGES:-0}
 if [[ $packages == 1 ]]; then
+    # Everything a package writes must land in an overlay: /lib must be /usr/lib (merged /usr).
+    if [[ $(readlink /lib) != usr/lib ]]; then echo "systemd-sandbox: SANDBOX_PACKAGES needs a merged /usr (/lib -> usr/lib)" >&2; exit 77; fi
     mkdir -p "$stage/host-var-lib"
     mount --bind /var/lib "$stage/host-var-lib"
 fi
@@ -85,7 +87,10 @@ if [[ $packages == 1 ]]; then
     mount -t tmpfs -o mode=755 sandbox-units /etc/systemd/system
 fi
 for hidden in ${SANDBOX_HIDE:-}; do
-    [[ -d $hidden ]] && mount -t tmpfs -o mode=755,size=1m sandbox-hidden "$hidden"
+    case $hidden in
+        /|/usr|/usr/|/etc|/etc/|/bin|/lib|/sbin) echo "systemd-sandbox: refusing to hide $hidden" >&2; exit 77 ;;
+    esac
+    if [[ -d $hidden ]]; then mount -t tmpfs -o mode=755,size=1m sandbox-hidden "$hidden"; fi
 done
 umount "$stage"
 umount -l /sys/fs/cgroup 2>/dev/null || true

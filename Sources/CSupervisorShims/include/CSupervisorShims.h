@@ -152,4 +152,15 @@ int csup_listen_unix(const char *path, int backlog);
    re-exec, whose exit status is then ours to reap. */
 int csup_is_child(pid_t pid);
 
+/* Marks every descriptor from `lowfd` up close-on-exec (close_range, or
+   /proc/self/fd on older kernels): before an in-place re-exec, so only the
+   descriptors it clears again cross execve (libraries open some without
+   O_CLOEXEC). */
+int csup_cloexec_from(int lowfd);
+
+/* execve of the file open at `fd` (execveat with AT_EMPTY_PATH): the
+   previous supervisord image, run again when a new one cannot start.
+   Returns only on failure (-1, errno). */
+int csup_fexecve(int fd, char *const argv[], char *const envp[]);
+
 #endif

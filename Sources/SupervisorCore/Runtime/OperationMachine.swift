@@ -297,7 +297,7 @@ public struct OperationMachine: Sendable, Equatable {
                 return [.reexec]
             case .holding:
                 state = .endingHold(next: nil)
-                return [.endHold]
+                return [.deferReexec(behind: "the warm hold ends (the new version is kept)"), .endHold]
             default:
                 return []
             }

@@ -15,8 +15,13 @@ public struct Daemon: Sendable {
     let notifier: Notifier
     /// The config file: `supervisorctl restart` reads it again.
     let configPath: String?
+    /// What the previous image handed over, when a SIGHUP exec'd this one.
+    let handover: ReexecHandover.Received?
 
-    public init(config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), configPath: String? = nil) {
+    public init(
+        config: SupervisorConfig, logger: Logger, notifier: Notifier = Notifier(), configPath: String? = nil, handover: ReexecHandover.Received? = nil
+    ) {
+        self.handover = handover
         self.config = config
         self.configPath = configPath
         self.logger = logger
@@ -27,7 +32,6 @@ public struct Daemon: Sendable {
     public func run() async throws {
         SignalPolicy.install(logger: logger)
         // An image that a SIGHUP exec'd: the lock, the control socket and the app's sockets come from it.
-        let handover = try ReexecHandover.take()
         let journal = StateJournal(directory: config.stateDirectory)
         do {
             try journal.prepare()
@@ -41,7 +45,9 @@ public struct Daemon: Sendable {
         } else {
             lockFD = try InstanceLock.acquire(stateDirectory: config.stateDirectory)
         }
-        if let handover {
+        if let handover, let failed = handover.failed {
+            logger.critical("the new supervisord could not start (\(failed)); this one (\(SupervisorVersion.current), pid \(getpid())) runs again and re-adopts the app")
+        } else if let handover {
             logger.notice("re-executed in place (pid \(getpid())): supervisord \(handover.from) → \(SupervisorVersion.current); re-adopting the app")
         }
         do {
@@ -128,8 +134,11 @@ public struct Daemon: Sendable {
         }
         logger.info("control socket ready", metadata: ["socket": "\(config.control.socket)"])
         carried.append(.init(name: server.ownsPath ? "control" : "control-systemd", fd: server.fd))
+        if let failed = handover?.failed {
+            await supervisor.reexecFailed("the new supervisord could not start: \(failed); the previous one runs again")
+        }
         if let configPath {
-            await supervisor.enableReexec(InPlaceReexec(arguments: CommandLine.arguments, configPath: configPath, carried: carried))
+            await supervisor.enableReexec(InPlaceReexec(arguments: handover?.arguments ?? CommandLine.arguments, configPath: configPath, carried: carried))
             SignalPolicy.onHangup { Task { await supervisor.requestReexec() } }
         }
         supervisor.metrics.setDaemon(version: SupervisorVersion.current)
@@ -164,6 +173,10 @@ public struct Daemon: Sendable {
                 },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
+        // Started: a later failure is this image's own; the previous image is not run again,
+        // and its file (held open for that) is let go.
+        ReexecHandover.started.store(true, ordering: .releasing)
+        if let previous = handover?.fd("previous") { close(previous) }
         try await group.run()
         logger.info("supervisor stopped")
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSupervisorShims
 import SupervisorCore
 import SupervisorShared
 import SystemBindings
@@ -53,7 +54,7 @@ struct InPlaceReexec: Sendable {
     }
 
     /// Runs the installed binary's `--version` and `--check` (each bounded).
-    func check(timeout: Duration = .seconds(60)) async -> Result<Checked, Refusal> {
+    func check(timeout: Duration = .seconds(30)) async -> Result<Checked, Refusal> {
         guard let path = Self.installedPath() else {
             return .failure(Refusal(description: "cannot read /proc/self/exe: \(String(cString: strerror(errno)))"))
         }
@@ -66,7 +67,7 @@ struct InPlaceReexec: Sendable {
                 && !key.hasPrefix(ReexecHandover.prefix)
         }
         let version: String
-        switch await Self.run([path, "--version"], environment: environment, timeout: timeout) {
+        switch await Self.run([path, "--version"], environment: environment, timeout: .seconds(10)) {
         case .failure(let refusal): return .failure(refusal)
         case .success(let output): version = output.split(separator: "\n").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? ""
         }
@@ -91,14 +92,21 @@ struct InPlaceReexec: Sendable {
     }
 
     /// execve with the carried descriptors made inheritable and named in the
-    /// environment. On failure they are made close-on-exec again.
+    /// environment, every other one close-on-exec (libraries open some without
+    /// it), and this image's file open as `previous`, to be run again should
+    /// the new one not start. On failure they are made close-on-exec again.
     private func exec(path: String) -> String {
+        _ = csup_cloexec_from(3)
+        var carried = carried
+        let previous = open("/proc/self/exe", O_RDONLY)
+        if previous >= 0 { carried.append(.init(name: "previous", fd: previous)) }
+        defer { if previous >= 0 { close(previous) } }
         for descriptor in carried { _ = fcntl(descriptor.fd, F_SETFD, 0) }
         // systemd's LISTEN_* were for the first image (its pid is ours): the handover names what is open now.
         var environment = ProcessEnvironment.current().filter { key, _ in
             !key.hasPrefix(ReexecHandover.prefix) && !["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"].contains(key)
         }
-        for (key, value) in ReexecHandover.environment(carried, from: SupervisorVersion.current) { environment[key] = value }
+        for (key, value) in ReexecHandover.environment(carried, from: SupervisorVersion.current, arguments: arguments) { environment[key] = value }
         let argv = [path] + arguments.dropFirst()
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let failure = withCStrings(argv) { argvPointers in
@@ -113,7 +121,7 @@ struct InPlaceReexec: Sendable {
 }
 
 /// NULL-terminated C string arrays for execve, alive for `body`.
-private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
     var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
     pointers.append(nil)
     defer { for pointer in pointers { free(pointer) } }

@@ -29,6 +29,13 @@ final class JournalWriter: Sendable {
         }
     }
 
+    /// Writes `state` after whatever is queued, blocking the caller until it is
+    /// durable: only just before an in-place re-exec, which must not leave a write behind.
+    func writeNow(_ state: JournalState) throws {
+        let effects = self.effects
+        try queue.sync { try effects.writeState(state) }
+    }
+
     /// Queues a write nobody waits for (the serving instance's record); `failed` hears of an error.
     func writeLater(_ state: JournalState, failed: @escaping @Sendable (any Error) -> Void) {
         let effects = self.effects

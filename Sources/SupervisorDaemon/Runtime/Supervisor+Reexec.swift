@@ -13,8 +13,24 @@ extension Supervisor {
         reexecutor = reexec
     }
 
+    /// This image runs again because the one it exec'd could not start: status says so until the next operation.
+    func reexecFailed(_ reason: String) {
+        reexecProblem = "re-exec refused: \(reason)"
+        metrics.reexecRefused()
+    }
+
     /// SIGHUP arrived.
     func requestReexec() {
+        // Before the first start is over there is no steady app to hand over, and
+        // READY=1 belongs to the start: nothing is sent to systemd.
+        guard firstStartDone else {
+            logger.warning("SIGHUP during the first start: ignored; send it again (systemctl reload) once the service is ready")
+            return
+        }
+        if operations.state == .reexecuting {
+            logger.notice("SIGHUP: a re-exec is already under way")
+            return
+        }
         logger.notice("SIGHUP: re-executing the installed supervisord in place (same pid; the app runs on)")
         perform(operations.handle(.reexecRequested))
     }
@@ -51,6 +67,13 @@ extension Supervisor {
             abandonReexec("the app is not steadily serving (phase \(app.phase)); send SIGHUP again once it is")
             return
         }
+        // The new image reads who serves from the journal: it must be on disk, not queued.
+        do {
+            try journalWriter.writeNow(journalState)
+        } catch {
+            abandonReexec("cannot write the state journal \(journal.statePath): \(error)")
+            return
+        }
         logger.notice(
             "re-executing \(target.path): supervisord \(SupervisorVersion.current) → \(target.version), pid \(getpid()) stays; the app (pid \(instance.process.pid)) runs on and is re-adopted")
         let failure = target.exec()
@@ -62,6 +85,6 @@ extension Supervisor {
         reexecProblem = "re-exec refused: \(reason)"
         metrics.reexecRefused()
         operationEvent(.reexecAbandoned)
-        notifier.ready(status: "re-exec refused: \(reason); " + statusLine())
+        notifier.ready(status: statusLine())
     }
 }

@@ -252,7 +252,8 @@ public actor Supervisor {
     /// A `STATUS=` line for systemctl status.
     public func statusLine() -> String {
         let report = status(proxy: config.proxy.kind.rawValue)
-        var parts = ["\(report.phase)"]
+        // A refused re-exec leads systemctl status (and the package's postinst reads it there).
+        var parts = (reexecProblem.map { [$0] } ?? []) + ["\(report.phase)"]
         if let pid = report.pid { parts.append("pid \(pid)") }
         if let port = report.port { parts.append("port \(port)") }
         if let version = report.version { parts.append("version \(version)") }
