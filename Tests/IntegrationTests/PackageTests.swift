@@ -122,24 +122,7 @@ extension UnderLoad {
                 return path
             }
             try FileManager.default.copyItem(atPath: version("v1"), toPath: live)
-            let config = work.write(
-                "demo.toml",
-                """
-                name = "demo"
-                [app]
-                binary = "\(live)"
-                args = ["--port", "{port}"]
-                ports = [\(ports[0]), \(ports[1])]
-                user = "www-data"
-                stop_timeout = "5s"
-                version_command = ["{binary}", "--version"]
-                [health]
-                interval = "50ms"
-                start_timeout = "20s"
-                [drain]
-                timeout = "5s"
-                \(caddy.proxySection(fault: nil))
-                """)
+            let config = work.write("demo.toml", SupervisorUnderSystemd.behindCaddy(name: "demo", live: live, ports: ports, caddy: caddy, extraApp: "user = \"www-data\""))
             #expect(try inside("install -D -m 0644 \(config) /etc/supervisor/demo.toml").exitCode == 0)
             try sandbox.install(
                 "supervisor@demo.service.d/test.conf",

@@ -32,17 +32,22 @@ extension UnderLoad {
             Set(IntegrationTests.childPIDs(of: pid).map(Int.init))
         }
 
-        @Test func sighupReexecsInPlaceWhileRequestsRun() throws {
-            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
-            let work = TemporaryDirectory("reexec")
+        /// A handoff daemon on a free port, started from a copy of supervisord the test can replace, and running.
+        static func daemonFromAnInstalledCopy(_ name: String) throws -> (work: TemporaryDirectory, port: Int, daemon: DaemonUnderTest, installed: String, appPID: Int) {
+            let work = TemporaryDirectory(name)
             let port = FreePort.pick()[0]
             let daemon = try HandoffTests.handoffDaemon(v1In: work, port: port)
-            let installed = try Self.installedCopy(in: work)
+            let installed = try installedCopy(in: work)
             try daemon.start(executable: installed)
-            defer { daemon.stop() }
             let before = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
-            let appPID = try #require(before["pid"] as? Int)
             #expect(before["supervisor_version"] as? String != nil)
+            return (work, port, daemon, installed, try #require(before["pid"] as? Int))
+        }
+
+        @Test func sighupReexecsInPlaceWhileRequestsRun() throws {
+            try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
+            let (work, port, daemon, installed, appPID) = try Self.daemonFromAnInstalledCopy("reexec")
+            defer { daemon.stop() }
 
             let close = try LoadGenerator(port: port, connections: 8)
             let keepAlive = try LoadGenerator(port: port, connections: 8, closeConnections: false)
@@ -90,14 +95,8 @@ extension UnderLoad {
         }
 
         @Test func aBrokenInstalledBinaryIsRefusedAndThisImageGoesOn() throws {
-            let work = TemporaryDirectory("reexec-broken")
-            let port = FreePort.pick()[0]
-            let daemon = try HandoffTests.handoffDaemon(v1In: work, port: port)
-            let installed = try Self.installedCopy(in: work)
-            try daemon.start(executable: installed)
+            let (work, port, daemon, installed, appPID) = try Self.daemonFromAnInstalledCopy("reexec-broken")
             defer { daemon.stop() }
-            let before = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
-            let appPID = try #require(before["pid"] as? Int)
 
             // A supervisord that dies at once, whatever it is asked.
             Self.replace(installed, with: Data("#!/bin/sh\necho 'broken build' >&2\nexit 1\n".utf8))
@@ -130,14 +129,8 @@ extension UnderLoad {
         /// app; nothing fails and status says what happened.
         @Test func aNewImageThatCannotStartRunsThePreviousOneAgain() throws {
             try #require(LoadGenerator.isInstalled, "wrk: run scripts/test.sh")
-            let work = TemporaryDirectory("reexec-fallback")
-            let port = FreePort.pick()[0]
-            let daemon = try HandoffTests.handoffDaemon(v1In: work, port: port)
-            let installed = try Self.installedCopy(in: work)
-            try daemon.start(executable: installed)
+            let (work, port, daemon, installed, appPID) = try Self.daemonFromAnInstalledCopy("reexec-fallback")
             defer { daemon.stop() }
-            let before = try #require(daemon.waitUntilRunning(), "\(daemon.log)")
-            let appPID = try #require(before["pid"] as? Int)
             let load = try LoadGenerator(port: port, connections: 8)
 
             let real = work.file("sbin/supervisord-real")

@@ -38,6 +38,27 @@ final class SupervisorUnderSystemd {
             """)
     }
 
+    /// A config for demo-app on two side ports behind `caddy`, as these tests run it.
+    static func behindCaddy(name: String, live: String, ports: [Int], caddy: CaddyUnderTest, extraApp: String = "", extra: String = "") -> String {
+        """
+        name = "\(name)"
+        [app]
+        binary = "\(live)"
+        args = ["--port", "{port}"]
+        ports = [\(ports[0]), \(ports[1])]
+        stop_timeout = "5s"
+        version_command = ["{binary}", "--version"]
+        \(extraApp)
+        [health]
+        interval = "50ms"
+        start_timeout = "20s"
+        [drain]
+        timeout = "5s"
+        \(extra)
+        \(caddy.proxySection(fault: nil))
+        """
+    }
+
     var log: String { (try? String(contentsOfFile: work.file("supervisord.log"), encoding: .utf8)) ?? "" }
     var state: String { sandbox.property("ActiveState", of: unit) }
     var mainPID: Int { Int(sandbox.property("MainPID", of: unit)) ?? 0 }
@@ -114,23 +135,7 @@ extension UnderLoad {
             defer { caddy.stop() }
             let service = try SupervisorUnderSystemd(
                 config: { live in
-                    """
-                    name = "itest"
-                    [app]
-                    binary = "\(live)"
-                    args = ["--port", "{port}"]
-                    ports = [\(ports[0]), \(ports[1])]
-                    stop_timeout = "5s"
-                    version_command = ["{binary}", "--version"]
-                    [health]
-                    interval = "50ms"
-                    start_timeout = "20s"
-                    [drain]
-                    timeout = "5s"
-                    [control]
-                    socket = "/run/supervisor/itest.sock"
-                    \(caddy.proxySection(fault: nil))
-                    """
+                    SupervisorUnderSystemd.behindCaddy(name: "itest", live: live, ports: ports, caddy: caddy, extra: "[control]\nsocket = \"/run/supervisor/itest.sock\"")
                 }, carrying: [caddy.directory.path])
             // v1 takes 1.5 s before it listens: long enough to see "activating".
             try FileManager.default.copyItem(atPath: AppVersions.make("v1", in: service.work, flags: ["--start-delay-ms", "1500"]), toPath: service.live)
