@@ -139,7 +139,7 @@ public struct Daemon: Sendable {
         }
         if let configPath {
             await supervisor.enableReexec(InPlaceReexec(arguments: handover?.arguments ?? CommandLine.arguments, configPath: configPath, carried: carried))
-            SignalPolicy.onHangup { Task { await supervisor.requestReexec() } }
+            SignalPolicy.onHangup { supervisor.hangup() }
         }
         supervisor.metrics.setDaemon(version: SupervisorVersion.current)
 

@@ -19,6 +19,11 @@ extension Supervisor {
         metrics.reexecRefused()
     }
 
+    /// SIGHUP, from the signal queue: an event for this owner, queued as a job of `runEffects`.
+    nonisolated func hangup() {
+        launchJob { await self.requestReexec() }
+    }
+
     /// SIGHUP arrived.
     func requestReexec() {
         // Before the first start is over there is no steady app to hand over, and
