@@ -26,8 +26,9 @@ struct SupervisordCommand: AsyncParsableCommand {
             are refused), then stops the app (stop_signal, then SIGKILL after
             stop_timeout) and exits 0. SIGHUP (systemctl reload) re-executes
             the installed supervisord in place once any swap is over: same
-            pid, the app untouched and re-adopted; if the new file's --version
-            or --check fails, this one goes on. SIGUSR1, SIGUSR2 and other
+            pid, the app untouched and re-adopted; if the new file fails its
+            checks (--version, --handover-protocol, --check), this one goes
+            on. SIGUSR1, SIGUSR2 and other
             signals are logged and ignored.
 
             Exit codes: 0 stopped cleanly; 1 could not start; 2 bad config,
@@ -51,7 +52,14 @@ struct SupervisordCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.", completion: .list(["trace", "debug", "info", "notice", "warning", "error"]))
     var logLevel: String = "info"
 
+    @Flag(name: .long, help: "Print the in-place re-exec protocol this binary speaks and exit (a running supervisord asks the installed one, with its own arguments, before it re-executes).")
+    var handoverProtocol = false
+
     func run() async throws {
+        if handoverProtocol {
+            print(ReexecHandover.protocolVersion)
+            return
+        }
         // Exec'd by a previous image (SIGHUP): should this one not start, that one runs again.
         let handover: ReexecHandover.Received?
         do {
@@ -62,7 +70,9 @@ struct SupervisordCommand: AsyncParsableCommand {
         }
         func fail(_ code: Int32, _ reason: String) -> ExitCode {
             handover?.runPreviousImage(because: reason)
-            return ExitCode(code)
+            // An image run again after a failed re-exec that fails too: exit 1, which
+            // systemd restarts (a fresh start re-adopts the app), never 2, which it does not.
+            return ExitCode(handover?.failed != nil ? 1 : code)
         }
         let environment = ProcessEnvironment.current()
         let loaded = ConfigLoader.load(path: config, environment: environment)

@@ -153,7 +153,8 @@ public struct Daemon: Sendable {
                 services.append(MetricsService(server: metrics))
                 logger.info("metrics on http://\(address)/metrics")
             } catch let error as MetricsServer.BindError {
-                server.close()
+                // After a re-exec the control socket goes back to the previous image as it is.
+                if handover == nil { server.close() }
                 throw StartRefused(description: "\(error); nothing was started")
             }
         }

@@ -72,7 +72,18 @@ struct InPlaceReexec: Sendable {
         case .success(let output): version = output.split(separator: "\n").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? ""
         }
         guard !version.isEmpty else { return .failure(Refusal(description: "\(path) --version printed nothing")) }
-        if case .failure(let refusal) = await Self.run([path, "--config", configPath, "--check"], environment: environment, timeout: timeout) {
+        // With this image's own arguments: the new binary must accept them, speak this
+        // handover, and find the config good.
+        let ownArguments = Array(arguments.dropFirst())
+        switch await Self.run([path] + ownArguments + ["--handover-protocol"], environment: environment, timeout: .seconds(10)) {
+        case .failure(let refusal):
+            return .failure(Refusal(description: "\(refusal) (a supervisord that cannot take over a running one in place: restart the service to switch to it)"))
+        case .success(let output) where output.trimmingCharacters(in: .whitespaces) != ReexecHandover.protocolVersion:
+            return .failure(Refusal(description: "\(path) speaks handover protocol \"\(UntrustedText.escaped(String(output.prefix(40))))\", not \(ReexecHandover.protocolVersion): restart the service to switch to it"))
+        case .success:
+            break
+        }
+        if case .failure(let refusal) = await Self.run([path] + ownArguments + ["--check"], environment: environment, timeout: timeout) {
             return .failure(refusal)
         }
         return .success(Checked(path: path, version: UntrustedText.escaped(String(version.prefix(100))), reexec: self))

@@ -20,6 +20,11 @@ public enum ReexecHandover {
     static let fromKey = "SUPERVISOR_REEXEC_FROM"
     static let argvKey = "SUPERVISOR_REEXEC_ARGV"
     static let failedKey = "SUPERVISOR_REEXEC_FAILED"
+    /// What `supervisord --handover-protocol` prints: the handover this binary
+    /// takes. A running daemon re-executes only into a binary that prints it
+    /// (an older one, without it, would find the lock held and not start).
+    public static let protocolVersion = "1"
+
     /// Set once this image has started (its services run): from then on a failure
     /// is this image's own, and the previous one is never run again.
     static let started = Atomic<Bool>(false)
@@ -53,6 +58,7 @@ public enum ReexecHandover {
         public func runPreviousImage(because reason: String) {
             guard let previous = fd("previous"), !ReexecHandover.started.load(ordering: .acquiring) else { return }
             let kept = descriptors.filter { $0.name != "previous" }
+            _ = csup_cloexec_from(3)
             for descriptor in kept { _ = fcntl(descriptor.fd, F_SETFD, 0) }
             var environment = ReexecHandover.environment(kept, from: from, arguments: arguments)
             environment[failedKey] = String(reason.prefix(500).map { $0 == "\n" ? " " : $0 })

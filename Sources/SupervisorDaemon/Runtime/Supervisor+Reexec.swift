@@ -15,7 +15,7 @@ extension Supervisor {
 
     /// This image runs again because the one it exec'd could not start: status says so until the next operation.
     func reexecFailed(_ reason: String) {
-        reexecProblem = "re-exec refused: \(reason)"
+        reexecProblem = "re-exec refused at \(WallClock.rfc3339(WallClock.now(), milliseconds: false)): \(reason)"
         metrics.reexecRefused()
     }
 
@@ -87,7 +87,8 @@ extension Supervisor {
 
     private func abandonReexec(_ reason: String) {
         logger.error("re-exec refused: \(reason); this supervisord (\(SupervisorVersion.current)) goes on")
-        reexecProblem = "re-exec refused: \(reason)"
+        // The time tells one refusal from an earlier one with the same words (the package's postinst compares).
+        reexecProblem = "re-exec refused at \(WallClock.rfc3339(WallClock.now(), milliseconds: false)): \(reason)"
         metrics.reexecRefused()
         operationEvent(.reexecAbandoned)
         notifier.ready(status: statusLine())
