@@ -114,6 +114,20 @@ extension UnderLoad {
             let swap = try daemon.ctl(["swap", AppVersions.make("v2", in: work, flags: [])])
             #expect(swap.exitCode == 0, "\(swap.stderr)")
 
+            // A supervisord from before in-place re-exec: it runs, checks configs, but knows no
+            // handover (it would find the lock held and not start). Refused too.
+            let real = work.file("sbin/supervisord-real")
+            try FileManager.default.copyItem(atPath: Binaries.supervisord, toPath: real)
+            Self.replace(installed, with: Data("""
+                #!/bin/sh
+                case "$*" in *--handover-protocol*) echo "Error: Unknown option '--handover-protocol'" >&2; exit 2;; esac
+                exec \(real) "$@"
+
+                """.utf8))
+            #expect(kill(daemon.pid, SIGHUP) == 0)
+            #expect(eventually(timeout: 30) { daemon.log.contains("cannot take over a running one in place") }, "\(daemon.log.suffix(3000))")
+            #expect(daemon.waitUntilRunning()?["supervisor_pid"] as? Int == Int(daemon.pid))
+
             // A good binary installed again: the next SIGHUP re-executes.
             Self.replace(installed, with: try Data(contentsOf: URL(fileURLWithPath: Binaries.supervisord)))
             #expect(kill(daemon.pid, SIGHUP) == 0)
