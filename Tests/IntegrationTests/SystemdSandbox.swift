@@ -67,11 +67,14 @@ final class SystemdSandbox {
         launcher = try TestProcess("/bin/bash", [Self.script, units.path] + carried, environment: environment, stdout: output.file("boot.log"))
         var booted = false
         // Generous: on 2 cores shared with the rest of the suite, systemd once took over 20 s to reach running.
-        _ = eventually(timeout: 60) {
+        _ = eventually(timeout: 120) {
             if cgroup == nil, let line = bootLog.split(separator: "\n").first(where: { $0.hasPrefix("cgroup: ") }) {
                 cgroup = String(line.dropFirst("cgroup: ".count))
             }
-            if pid < 0, let child = childPIDs(of: launcher.pid).first { pid = child }
+            // unshare's child, or (should unshare be gone) the process systemd put in its init.scope.
+            if pid < 0, let child = childPIDs(of: launcher.pid).first ?? cgroup.flatMap({ Self.processes(inCgroup: $0 + "/init.scope").first }) {
+                pid = child
+            }
             guard pid > 0, launcher.isRunning else { return !launcher.isRunning }
             let state = try? systemctl(["is-system-running"], timeout: 5).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             booted = state == "running" || state == "degraded"
@@ -81,8 +84,15 @@ final class SystemdSandbox {
             let log = bootLog
             let state = (try? systemctl(["is-system-running"], timeout: 5).stdout) ?? "unknown"
             let jobs = (try? systemctl(["list-jobs"], timeout: 5).stdout) ?? ""
+            let inside = cgroup.map { Self.processes(inCgroup: $0, recursive: true) } ?? []
+            let processes = inside.map { pid in
+                let comm = ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+                let state = ((try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? "").split(separator: "\n").first { $0.hasPrefix("State:") } ?? "?"
+                return "\(pid) \(comm) \(state)"
+            }.joined(separator: "; ")
+            let (found, launcherRan) = (pid, launcher.isRunning)
             tearDown()
-            throw SandboxError(description: "systemd did not boot in the sandbox within 60 s (is-system-running: \(state.trimmingCharacters(in: .whitespacesAndNewlines)); jobs:\n\(jobs)): \(log)")
+            throw SandboxError(description: "systemd did not boot in the sandbox within 120 s (pid \(found), launcher running: \(launcherRan), in its cgroup: \(processes); is-system-running: \(state.trimmingCharacters(in: .whitespacesAndNewlines)); jobs:\n\(jobs)): \(log)")
         }
     }
 
@@ -131,6 +141,8 @@ final class SystemdSandbox {
         pid = -1
         guard let cgroup else { return }
         self.cgroup = nil
+        // Whatever is left in its cgroups (a systemd whose unshare parent died first) is ours: killed.
+        for process in Self.processes(inCgroup: cgroup, recursive: true) { kill(process, SIGKILL) }
         var directories: [String] = []
         if let walker = FileManager.default.enumerator(atPath: cgroup) {
             while let relative = walker.nextObject() as? String {
@@ -142,6 +154,21 @@ final class SystemdSandbox {
         }
         for directory in directories.sorted(by: { $0.count > $1.count }) + [cgroup] {
             _ = eventually(timeout: 5) { rmdir(directory) == 0 || errno == ENOENT }
+        }
+    }
+}
+
+extension SystemdSandbox {
+    /// The pids in a cgroup (and, `recursive`, in the cgroups below it).
+    static func processes(inCgroup path: String, recursive: Bool = false) -> [Int32] {
+        var directories = [path]
+        if recursive, let walker = FileManager.default.enumerator(atPath: path) {
+            while let relative = walker.nextObject() as? String {
+                if relative.hasSuffix("/cgroup.procs") { directories.append(path + "/" + String(relative.dropLast("/cgroup.procs".count))) }
+            }
+        }
+        return directories.flatMap { directory in
+            ((try? String(contentsOfFile: directory + "/cgroup.procs", encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
         }
     }
 }
