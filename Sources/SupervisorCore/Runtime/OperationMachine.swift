@@ -287,31 +287,19 @@ public struct OperationMachine: Sendable, Equatable {
     public private(set) var reexecPending = false
 
     /// After an event that may have freed the lock: a pending shutdown goes
-    /// on, else a pending re-exec.
+    /// on, else a pending re-exec. Either ends a warm hold first.
     private mutating func resumeWhatWaits() -> [Action] {
-        if !shutdownPending, reexecPending {
-            switch state {
-            case .idle:
-                reexecPending = false
-                state = .reexecuting
-                return [.reexec]
-            case .holding:
-                state = .endingHold(next: nil)
-                return [.deferReexec(behind: "the warm hold ends (the new version is kept)"), .endHold]
-            default:
-                return []
-            }
-        }
-        guard shutdownPending else { return [] }
-        reexecPending = false
+        let stop = shutdownPending
+        guard stop || reexecPending else { return [] }
         switch state {
         case .idle:
             shutdownPending = false
-            state = .stopping
-            return [.stopApp]
+            reexecPending = false
+            state = stop ? .stopping : .reexecuting
+            return [stop ? .stopApp : .reexec]
         case .holding:
             state = .endingHold(next: nil)
-            return [.endHold]
+            return stop ? [.endHold] : [.deferReexec(behind: "the warm hold ends (the new version is kept)"), .endHold]
         default:
             return []
         }
